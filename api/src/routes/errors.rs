@@ -1,0 +1,113 @@
+//! Error groups: list, read, resolve, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+use sluice_storage::ch::events;
+use sluice_storage::model::{ErrorGroup, Level};
+use sluice_storage::pg::error_groups::{self, ListFilter};
+use uuid::Uuid;
+
+use super::Params;
+use crate::auth::Caller;
+use crate::error::{ok, ApiError, ApiResult};
+use crate::ApiState;
+
+fn summary(g: &ErrorGroup) -> Value {
+    json!({
+        "id": g.id,
+        "timestamp": g.timestamp,
+        "level": g.level,
+        "message": g.message,
+        "source": g.source,
+        "resolved": g.resolved,
+        "count": g.count,
+        "fingerprint": g.fingerprint,
+        "first_seen": g.first_seen,
+        "last_seen": g.last_seen,
+    })
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("error not found"))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    caller.require("read")?;
+    let limit = params.int("limit", 50, 1, 100)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let level = match params.str("level") {
+        None => None,
+        Some(l) => Some(
+            Level::parse(l)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "level must be one of error, warning, info, debug, critical".into(),
+                    )
+                })?
+                .as_str()
+                .to_string(),
+        ),
+    };
+    let filter = ListFilter {
+        level,
+        source: params.str("source").map(str::to_string),
+        resolved: params.bool("resolved")?,
+        search: params.str("search").map(str::to_string),
+    };
+    let (rows, total) =
+        error_groups::list(&state.pg, caller.tenant(), &filter, limit, offset).await?;
+    Ok(ok(json!({
+        "errors": rows.iter().map(summary).collect::<Vec<_>>(),
+        "total": total,
+        "page": offset / limit + 1,
+        "limit": limit,
+        "offset": offset,
+    })))
+}
+
+pub async fn get_one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require("read")?;
+    let group = error_groups::get(&state.pg, caller.tenant(), parse_id(&id)?)
+        .await?
+        .ok_or(ApiError::NotFound("error not found"))?;
+    Ok(ok(serde_json::to_value(&group).unwrap_or(Value::Null)))
+}
+
+pub async fn resolve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require("write")?;
+    if !error_groups::resolve(&state.pg, caller.tenant(), parse_id(&id)?).await? {
+        return Err(ApiError::NotFound("error not found"));
+    }
+    Ok(ok(json!({"status": "resolved"})))
+}
+
+pub async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require("write")?;
+    let id = parse_id(&id)?;
+    if !error_groups::delete(&state.pg, caller.tenant(), id).await? {
+        return Err(ApiError::NotFound("error not found"));
+    }
+    // The occurrences go too; rollups keep their counts, as history.
+    if let Err(e) = events::delete_group(&state.ch, caller.tenant(), id).await {
+        tracing::warn!(error = %e, group = %id, "deleting occurrences from clickhouse failed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

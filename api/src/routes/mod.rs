@@ -1,0 +1,80 @@
+//! Route handlers, one module per group.
+
+pub mod analytics;
+pub mod errors;
+pub mod health;
+
+use std::collections::HashMap;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("not found")
+}
+
+/// A span per request, with method, path and the answer's status.
+pub async fn trace(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("api", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
+    async move {
+        let res = next.run(req).await;
+        tracing::Span::current().record("status", res.status().as_u16());
+        res
+    }
+    .instrument(span)
+    .await
+}
+
+/// Query parameters, parsed by hand so every bad value gets a clear 400.
+pub struct Params(pub HashMap<String, String>);
+
+impl Params {
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+        match self.str(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "{name} must be an integer between {min} and {max}"
+                ))),
+            },
+        }
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.str(name) {
+            None => Ok(None),
+            Some("true" | "1") => Ok(Some(true)),
+            Some("false" | "0") => Ok(Some(false)),
+            Some(_) => Err(ApiError::BadRequest(format!(
+                "{name} must be true or false"
+            ))),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Query(map) =
+            axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        Ok(Params(map))
+    }
+}

@@ -1,0 +1,147 @@
+//! Grouping (contract section 9): an error's fingerprint is the xxh3 hash
+//! of its normalised message, its first three stack frames normalised, and
+//! its source. Normalising removes what differs between occurrences of the
+//! same bug: ids, numbers, addresses, quoted values, line numbers, paths.
+
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+/// How many stack frames take part in the fingerprint.
+pub const FRAMES: usize = 3;
+
+static MESSAGE_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r#"(?P<str>"[^"]*"|'[^']*'|`[^`]*`)"#,
+        r"|(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})",
+        r"|(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)",
+        r"|(?P<ip>\b\d{1,3}(?:\.\d{1,3}){3}\b(?::\d+)?)",
+        r"|(?P<hex>\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b)",
+        r"|(?P<num>-?\d+(?:\.\d+)?)",
+    ))
+    .unwrap_or_else(|e| panic!("message token pattern: {e}"))
+});
+
+/// `file.js:10:5`, `line 42`, `+0x1f`, `0xdeadbeef`.
+static FRAME_NOISE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?::\d+)+|,? line \d+|\+0x[0-9a-fA-F]+|0x[0-9a-fA-F]+")
+        .unwrap_or_else(|e| panic!("frame noise pattern: {e}"))
+});
+
+/// Path-like tokens: reduced to their last segment.
+static PATHS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:[A-Za-z]:)?(?:[\w.@~-]*[/\\])+([\w.@-]+)")
+        .unwrap_or_else(|e| panic!("path pattern: {e}"))
+});
+
+pub fn normalize_message(message: &str) -> String {
+    let m = MESSAGE_TOKENS.replace_all(message.trim(), |c: &Captures<'_>| {
+        if c.name("str").is_some() {
+            "<str>"
+        } else if c.name("email").is_some() {
+            "<email>"
+        } else if c.name("uuid").is_some() {
+            "<uuid>"
+        } else if c.name("ip").is_some() {
+            "<ip>"
+        } else if c.name("hex").is_some() {
+            "<hex>"
+        } else {
+            "<num>"
+        }
+    });
+    m.into_owned()
+}
+
+fn looks_like_frame(line: &str) -> bool {
+    line.starts_with("at ")
+        || line.starts_with("File ")
+        || line.starts_with('#')
+        || line.contains(".rs:")
+        || line.contains(".go:")
+        || FILE_LINE.is_match(line)
+}
+
+/// `name.ext:12`: a file and line, the mark of a frame in most languages.
+static FILE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\w\.\w+:\d").unwrap_or_else(|e| panic!("file line pattern: {e}"))
+});
+
+/// The first [`FRAMES`] frames of a stack trace, normalised, one a line.
+pub fn normalize_stack(stack: &str) -> String {
+    let mut out = String::new();
+    for line in stack
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && looks_like_frame(l))
+        .take(FRAMES)
+    {
+        let no_paths = PATHS.replace_all(line, "$1");
+        let clean = FRAME_NOISE.replace_all(&no_paths, "");
+        out.push_str(clean.trim());
+        out.push('\n');
+    }
+    out
+}
+
+/// The fingerprint: 16 hex characters of xxh3-64.
+pub fn fingerprint(message: &str, stack_trace: Option<&str>, source: &str) -> String {
+    let mut buf = normalize_message(message);
+    buf.push('\n');
+    if let Some(st) = stack_trace {
+        buf.push_str(&normalize_stack(st));
+    }
+    buf.push('\n');
+    buf.push_str(source);
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(buf.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_normalise_variable_parts() {
+        assert_eq!(
+            normalize_message(
+                "User 12345 not found in 'users' (id 550e8400-e29b-41d4-a716-446655440000)"
+            ),
+            "User <num> not found in <str> (id <uuid>)"
+        );
+        assert_eq!(
+            normalize_message("connect to 10.0.0.12:5432 failed for bob@example.com at 0x7ffe12"),
+            "connect to <ip> failed for <email> at <hex>"
+        );
+        assert_eq!(normalize_message("hash deadbeef01 bad"), "hash <hex> bad");
+        assert_eq!(
+            normalize_message("Database connection failed"),
+            "Database connection failed"
+        );
+    }
+
+    #[test]
+    fn stacks_keep_three_frames_without_lines_or_paths() {
+        let a = "Error: Connection timeout\n    at Database.connect (/app/src/db.js:10:5)\n    at Pool.get (/app/node_modules/pg/pool.js:99:1)\n    at main (/app/index.js:3:9)\n    at run (/app/run.js:1:1)";
+        let b = "Error: Connection timeout\n    at Database.connect (/srv/v2/src/db.js:12:7)\n    at Pool.get (/srv/v2/node_modules/pg/pool.js:101:3)\n    at main (/srv/v2/index.js:4:1)\n    at other (/x.js:1:1)";
+        assert_eq!(normalize_stack(a), normalize_stack(b));
+        assert_eq!(
+            normalize_stack(a),
+            "at Database.connect (db.js)\nat Pool.get (pool.js)\nat main (index.js)\n"
+        );
+        let py =
+            "Traceback (most recent call last):\n  File \"/usr/lib/app/x.py\", line 10, in f\n";
+        assert_eq!(normalize_stack(py), "File \"x.py\", in f\n");
+    }
+
+    #[test]
+    fn fingerprints_group_and_separate() {
+        let f1 = fingerprint("Timeout after 30s for order 991", None, "backend");
+        let f2 = fingerprint("Timeout after 45s for order 12", None, "backend");
+        let f3 = fingerprint("Timeout after 45s for order 12", None, "frontend");
+        let f4 = fingerprint("Disk full", None, "backend");
+        assert_eq!(f1, f2);
+        assert_ne!(f2, f3);
+        assert_ne!(f1, f4);
+        assert_eq!(f1.len(), 16);
+    }
+}

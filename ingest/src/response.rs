@@ -1,0 +1,77 @@
+//! Answers in the Health Monitor envelope: `{"data": ..., "status":
+//! "success"}` and `{"error": "...", "status": "error"}`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::Value;
+
+pub type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: &Value) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+pub fn success(status: StatusCode, data: Value) -> Reply {
+    json(
+        status,
+        &serde_json::json!({"data": data, "status": "success"}),
+    )
+}
+
+/// A failed request, with the reason a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u64>,
+    /// The metric label for why it was rejected.
+    pub reason: &'static str,
+    pub details: Option<Value>,
+}
+
+impl Rejection {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+            reason,
+            details: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    pub fn unavailable(reason: &'static str, message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, reason, message)
+        }
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let mut body = serde_json::json!({"error": self.message, "status": "error"});
+        if let Some(d) = self.details {
+            body["details"] = d;
+        }
+        let mut r = json(self.status, &body);
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        r
+    }
+}

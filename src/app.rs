@@ -1,0 +1,256 @@
+//! Assembling Sluice: stores, migrations, start-up identity, then the
+//! tiers a mode runs, on one listener.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sluice_storage::ch::{self, ChConfig};
+use sluice_storage::keys::KeyDirectory;
+use sluice_storage::pg::{self, api_keys, tenants};
+use sluice_storage::streams::StreamLayout;
+use sqlx::migrate::MigrateDatabase;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::server::{self, Dispatch};
+
+/// Which tiers run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    All,
+    Ingest,
+    Api,
+    Worker,
+}
+
+impl Mode {
+    fn ingest(self) -> bool {
+        matches!(self, Mode::All | Mode::Ingest)
+    }
+    fn api(self) -> bool {
+        matches!(self, Mode::All | Mode::Api)
+    }
+    fn worker(self) -> bool {
+        matches!(self, Mode::All | Mode::Worker)
+    }
+}
+
+/// A started Sluice.
+pub struct Running {
+    /// Where it listens (none for a worker-only process).
+    pub addr: Option<SocketAddr>,
+    /// The tenant created at start-up.
+    pub default_tenant: tenants::Tenant,
+    pub pg: sqlx::PgPool,
+    pub ch: clickhouse::Client,
+    pub redis: deadpool_redis::Pool,
+    pub layout: StreamLayout,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Asks every tier to stop and waits for them (workers finish their batch).
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until SIGINT or SIGTERM, then stops.
+    pub async fn run_until_signal(self) {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+pub fn ch_config(cfg: &Config) -> ChConfig {
+    ChConfig {
+        url: cfg.clickhouse_url.clone(),
+        database: cfg.clickhouse_database.clone(),
+        user: cfg.clickhouse_user.clone(),
+        password: cfg.clickhouse_password.clone(),
+    }
+}
+
+/// Creates the Postgres database when missing and applies every migration
+/// to Postgres and ClickHouse.
+pub async fn migrate(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
+    if !sqlx::Postgres::database_exists(&cfg.database_url)
+        .await
+        .context("checking the Postgres database")?
+    {
+        // Two processes may race here; the loser finds it exists.
+        if let Err(e) = sqlx::Postgres::create_database(&cfg.database_url).await {
+            if !sqlx::Postgres::database_exists(&cfg.database_url).await? {
+                return Err(e).context("creating the Postgres database");
+            }
+        }
+    }
+    let pool = pg::connect(&cfg.database_url, 20)
+        .await
+        .context("connecting to Postgres")?;
+    pg::migrate(&pool).await.context("migrating Postgres")?;
+    ch::schema::migrate(&ch_config(cfg))
+        .await
+        .context("migrating ClickHouse")?;
+    Ok(pool)
+}
+
+/// Starts the tiers of `mode`.
+pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
+    let pg = migrate(cfg).await?;
+    let ch = ch::client(&ch_config(cfg));
+    let redis = sluice_storage::redis_pool(&cfg.redis_url, 64).context("redis pool")?;
+    let layout = StreamLayout::new(cfg.redis_prefix.clone(), cfg.stream_shards);
+    {
+        let mut conn = redis.get().await.context("connecting to Redis")?;
+        layout
+            .ensure_groups(&mut conn)
+            .await
+            .context("creating stream groups")?;
+    }
+
+    let default_tenant = tenants::ensure(&pg, &cfg.default_tenant, &cfg.default_tenant).await?;
+    if let Some(key) = cfg.bootstrap_api_key.as_deref().filter(|k| !k.is_empty()) {
+        let perms = vec!["owner".to_string()];
+        api_keys::insert(
+            &pg,
+            &api_keys::NewKey {
+                tenant_id: default_tenant.id,
+                name: "bootstrap",
+                permissions: &perms,
+                rate_limit_per_min: None,
+                expires_at: None,
+            },
+            key,
+        )
+        .await?;
+    }
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let keys = KeyDirectory::default();
+    if mode != Mode::Worker {
+        keys.refresh(&pg).await.context("loading API keys")?;
+        tasks.spawn(
+            keys.clone()
+                .run_refresh(pg.clone(), cfg.key_refresh(), shutdown_rx.clone()),
+        );
+    }
+
+    let ingest = mode.ingest().then(|| {
+        let sink = sluice_ingest::sink::StreamSink::start(
+            redis.clone(),
+            layout.clone(),
+            sluice_ingest::sink::SinkConfig {
+                max_backlog: cfg.max_backlog,
+                ..Default::default()
+            },
+        );
+        let mut scrub = sluice_ingest::scrub::ScrubConfig {
+            enabled: cfg.pii_scrub,
+            ..Default::default()
+        };
+        scrub
+            .sensitive_keys
+            .extend(cfg.pii_extra_keys.iter().map(|k| k.to_ascii_lowercase()));
+        Arc::new(sluice_ingest::Ingest::new(
+            sluice_ingest::IngestConfig {
+                rate_limit_per_min: cfg.ingest_rate_limit,
+                scrub,
+                trusted_proxies: cfg.trusted_proxies.clone(),
+                ..Default::default()
+            },
+            keys.clone(),
+            sink,
+        ))
+    });
+    let api = mode.api().then(|| {
+        let api_cfg = sluice_api::ApiConfig {
+            analytics_cache_ttl: std::time::Duration::from_secs(cfg.analytics_cache_secs),
+            analytics_rate_limit: cfg.analytics_rate_limit,
+            general_rate_limit: cfg.api_rate_limit,
+        };
+        sluice_api::router(sluice_api::ApiState::new(
+            &api_cfg,
+            pg.clone(),
+            ch.clone(),
+            redis.clone(),
+            layout.clone(),
+            keys.clone(),
+            metrics_handle(),
+        ))
+    });
+
+    if mode.worker() {
+        let mut wcfg = sluice_workers::WorkerConfig::new(layout.clone());
+        wcfg.batch_size = cfg.worker_batch.max(1);
+        wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
+        wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
+        let stores = sluice_workers::Stores {
+            redis: redis.clone(),
+            pg: pg.clone(),
+            ch: ch.clone(),
+        };
+        let rx = shutdown_rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = sluice_workers::run(wcfg, stores, rx).await {
+                tracing::error!(error = %e, "workers stopped with an error");
+            }
+        });
+    }
+
+    let mut addr = None;
+    if ingest.is_some() || api.is_some() {
+        let listener = tokio::net::TcpListener::bind(cfg.addr)
+            .await
+            .with_context(|| format!("binding {}", cfg.addr))?;
+        addr = Some(listener.local_addr()?);
+        let dispatch = Arc::new(Dispatch { ingest, api });
+        tasks.spawn(server::serve(listener, dispatch, shutdown_rx.clone()));
+    }
+
+    Ok(Running {
+        addr,
+        default_tenant,
+        pg,
+        ch,
+        redis,
+        layout,
+        shutdown,
+        tasks,
+    })
+}

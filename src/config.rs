@@ -1,0 +1,108 @@
+//! Configuration, from the environment (and flags), per DESIGN.md.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/sluice"
+    )]
+    pub database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = "sluice")]
+    pub clickhouse_database: String,
+    #[arg(long, env = "CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+    #[arg(long, env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+    /// Prefix of every Redis key Sluice writes.
+    #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = "sluice")]
+    pub redis_prefix: String,
+    /// Error streams (shards) in Redis.
+    #[arg(long, env = "SLUICE_STREAM_SHARDS", default_value_t = 4)]
+    pub stream_shards: u16,
+    /// Signs tokens; required outside dev mode.
+    #[arg(long, env = "SLUICE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// An owner API key for the default tenant, created at start-up.
+    #[arg(long, env = "SLUICE_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    pub bootstrap_api_key: Option<String>,
+    /// Slug of the tenant created at start-up.
+    #[arg(long, env = "SLUICE_DEFAULT_TENANT", default_value = "default")]
+    pub default_tenant: String,
+    /// Ingest requests per minute per API key (0 = unlimited).
+    #[arg(long, env = "SLUICE_INGEST_RATE_LIMIT", default_value_t = 1000)]
+    pub ingest_rate_limit: u32,
+    /// API requests per minute per key on analytics routes (0 = unlimited).
+    #[arg(long, env = "SLUICE_ANALYTICS_RATE_LIMIT", default_value_t = 100)]
+    pub analytics_rate_limit: u32,
+    /// API requests per minute per key on other routes (0 = unlimited).
+    #[arg(long, env = "SLUICE_API_RATE_LIMIT", default_value_t = 500)]
+    pub api_rate_limit: u32,
+    /// Scrub PII from events before storing them.
+    #[arg(long, env = "SLUICE_PII_SCRUB", default_value_t = true, action = clap::ArgAction::Set)]
+    pub pii_scrub: bool,
+    /// Extra context keys to redact, comma-separated.
+    #[arg(long, env = "SLUICE_PII_EXTRA_KEYS", value_delimiter = ',')]
+    pub pii_extra_keys: Vec<String>,
+    /// Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
+    #[arg(long, env = "SLUICE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Unprocessed stream entries above which ingest answers 503.
+    #[arg(long, env = "SLUICE_MAX_BACKLOG", default_value_t = 5_000_000)]
+    pub max_backlog: u64,
+    /// Seconds stats and trends answers are cached.
+    #[arg(long, env = "SLUICE_ANALYTICS_CACHE_SECS", default_value_t = 60)]
+    pub analytics_cache_secs: u64,
+    /// How often the API key directory reloads (milliseconds).
+    #[arg(long, env = "SLUICE_KEY_REFRESH_MS", default_value_t = 2000)]
+    pub key_refresh_ms: u64,
+    /// Entries a worker reads per batch.
+    #[arg(long, env = "SLUICE_WORKER_BATCH", default_value_t = 2000)]
+    pub worker_batch: usize,
+    /// Pending entries idle this long are reclaimed from dead consumers (ms).
+    #[arg(long, env = "SLUICE_WORKER_RECLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub worker_reclaim_idle_ms: u64,
+    /// Test hook: abort right after the first ClickHouse insert.
+    #[arg(
+        long,
+        env = "SLUICE_WORKER_CRASH_AFTER_CLICKHOUSE",
+        default_value_t = false,
+        hide = true
+    )]
+    pub worker_crash_after_clickhouse: bool,
+    /// Log format: text or json.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    pub fn key_refresh(&self) -> Duration {
+        Duration::from_millis(self.key_refresh_ms.max(100))
+    }
+
+    /// Defaults for everything, as if no variable were set.
+    pub fn from_env() -> Self {
+        use clap::{FromArgMatches, Parser};
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let matches = <Wrapper as clap::CommandFactory>::command().get_matches_from(["sluice"]);
+        Wrapper::from_arg_matches(&matches)
+            .map(|w| w.config)
+            .unwrap_or_else(|e| e.exit())
+    }
+}

@@ -1,0 +1,105 @@
+//! One listener, raw hyper: ingest paths go to the ingest handler, the rest
+//! to the axum router (in `all` mode); or one of the two alone.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use sluice_ingest::Ingest;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+/// What a listener serves.
+pub struct Dispatch {
+    pub ingest: Option<Arc<Ingest>>,
+    pub api: Option<axum::Router>,
+}
+
+impl Dispatch {
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if let Some(ingest) = &self.ingest {
+            if sluice_ingest::is_ingest_request(&req) || self.api.is_none() {
+                if self.api.is_none() && req.uri().path() == "/health" {
+                    return health();
+                }
+                return ingest.handle(req, peer).await.map(Body::new);
+            }
+        }
+        match &self.api {
+            Some(router) => match router.clone().oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            },
+            None => health(),
+        }
+    }
+}
+
+fn health() -> Response<Body> {
+    let body = serde_json::json!({
+        "status": "ok",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let mut r = Response::new(Body::from(body.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Accepts connections until `shutdown` turns true, then lets open
+/// requests finish (up to 10 s).
+pub async fn serve(
+    listener: TcpListener,
+    dispatch: Arc<Dispatch>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let d = dispatch.clone();
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let d = d.clone();
+                    async move { Ok::<_, Infallible>(d.handle(req, peer).await) }
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 10 s; closing them");
+    }
+}

@@ -1,0 +1,204 @@
+//! Error occurrences: batch inserts from the workers, and the analytics
+//! queries the API serves (read from the rollups).
+
+use chrono::{DateTime, Utc};
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model::{ErrorEvent, Level};
+use crate::Result;
+
+/// One row of `error_events`, in column order.
+#[derive(Debug, Row, Serialize)]
+pub struct EventRow<'a> {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub tenant_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub group_id: Uuid,
+    pub event_id: &'a str,
+    pub timestamp: u32,
+    pub ts_ms: u64,
+    pub level: Level,
+    pub fingerprint: &'a str,
+    pub message: &'a str,
+    pub stack_trace: &'a str,
+    pub context: String,
+    pub source: &'a str,
+    pub environment: &'a str,
+    pub url: &'a str,
+    pub user_agent: &'a str,
+    pub ip_address: &'a str,
+}
+
+impl<'a> EventRow<'a> {
+    /// `event_id` is the stream entry's identity (`shard/entry-id`).
+    pub fn new(event_id: &'a str, e: &'a ErrorEvent) -> Self {
+        EventRow {
+            tenant_id: e.tenant_id,
+            group_id: e.group_id,
+            event_id,
+            timestamp: (e.ts_ms.max(0) / 1000) as u32,
+            ts_ms: e.ts_ms.max(0) as u64,
+            level: e.level,
+            fingerprint: &e.fingerprint,
+            message: &e.message,
+            stack_trace: e.stack_trace.as_deref().unwrap_or(""),
+            context: e
+                .context
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default(),
+            source: &e.source,
+            environment: e.environment.as_deref().unwrap_or(""),
+            url: e.url.as_deref().unwrap_or(""),
+            user_agent: e.user_agent.as_deref().unwrap_or(""),
+            ip_address: e.ip_address.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// Inserts rows as one `INSERT` (one block, so one part per day touched).
+pub async fn insert(client: &Client, rows: &[EventRow<'_>]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut ins = client.insert::<EventRow<'static>>("error_events").await?;
+    for r in rows {
+        ins.write(r).await?;
+    }
+    ins.end().await?;
+    Ok(())
+}
+
+/// Which of `event_ids` (all from `[min_ms, max_ms]`) are already stored.
+/// Used only for reclaimed entries, so a retried batch inserts no twins.
+pub async fn existing_ids(
+    client: &Client,
+    event_ids: &[String],
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<String>> {
+    if event_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(client
+        .query(
+            "SELECT event_id FROM error_events
+             WHERE timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) AND has(?, event_id)",
+        )
+        .bind((min_ms / 1000 - 1).max(0))
+        .bind(max_ms / 1000 + 1)
+        .bind(event_ids)
+        .fetch_all::<String>()
+        .await?)
+}
+
+/// Occurrences of a tenant stored since `since` (from the rollups: the
+/// hourly one for whole hours, the five-minute one for the part before).
+pub async fn count_since(client: &Client, tenant_id: Uuid, since: DateTime<Utc>) -> Result<u64> {
+    let secs = since.timestamp();
+    let hour = secs - secs.rem_euclid(3600);
+    let first_full_hour = if hour == secs { hour } else { hour + 3600 };
+    let n: u64 = client
+        .query(
+            "SELECT
+               (SELECT countMerge(events) FROM error_rollup_1h
+                 WHERE tenant_id = toUUID(?) AND bucket >= toDateTime(?))
+             + (SELECT countMerge(events) FROM error_rollup_5m
+                 WHERE tenant_id = toUUID(?) AND bucket >= toDateTime(?) AND bucket < toDateTime(?))",
+        )
+        .bind(tenant_id.to_string())
+        .bind(first_full_hour)
+        .bind(tenant_id.to_string())
+        .bind(secs - secs.rem_euclid(300))
+        .bind(first_full_hour)
+        .fetch_one::<u64>()
+        .await?;
+    Ok(n)
+}
+
+/// Trend bucket sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Bucket {
+    fn expr(self) -> &'static str {
+        match self {
+            Bucket::Hour => "toUInt32(toStartOfHour(bucket, 'UTC'))",
+            Bucket::Day => "toUInt32(toStartOfDay(bucket, 'UTC'))",
+            Bucket::Week => "toUInt32(toDateTime(toMonday(bucket, 'UTC'), 'UTC'))",
+            Bucket::Month => "toUInt32(toDateTime(toStartOfMonth(bucket, 'UTC'), 'UTC'))",
+        }
+    }
+}
+
+/// One trend bucket: its start (epoch seconds), occurrences, critical ones.
+#[derive(Debug, Clone, Row, Deserialize, PartialEq)]
+pub struct TrendPoint {
+    pub start: u32,
+    pub events: u64,
+    pub critical: u64,
+}
+
+/// Occurrences per bucket since `since`, from the hourly rollup.
+pub async fn trend(
+    client: &Client,
+    tenant_id: Uuid,
+    since: DateTime<Utc>,
+    bucket: Bucket,
+) -> Result<Vec<TrendPoint>> {
+    let sql = format!(
+        "SELECT t AS start, sum(n) AS events, sumIf(n, level = 'critical') AS critical FROM (
+           SELECT {} AS t, level, countMerge(events) AS n FROM error_rollup_1h
+           WHERE tenant_id = toUUID(?) AND bucket >= toDateTime(?)
+           GROUP BY t, level)
+         GROUP BY t ORDER BY t",
+        bucket.expr()
+    );
+    Ok(client
+        .query(&sql)
+        .bind(tenant_id.to_string())
+        .bind(since.timestamp() - since.timestamp().rem_euclid(3600))
+        .fetch_all::<TrendPoint>()
+        .await?)
+}
+
+/// Stored occurrences of a tenant (optionally of one group), read from the
+/// raw table: used by checks that must see exactly what was written.
+pub async fn count_raw(client: &Client, tenant_id: Uuid, group_id: Option<Uuid>) -> Result<u64> {
+    let (sql, group) = match group_id {
+        Some(g) => (
+            "SELECT count() FROM error_events WHERE tenant_id = toUUID(?) AND group_id = toUUID(?)",
+            g.to_string(),
+        ),
+        None => (
+            "SELECT count() FROM error_events WHERE tenant_id = toUUID(?) AND ? = ''",
+            String::new(),
+        ),
+    };
+    Ok(client
+        .query(sql)
+        .bind(tenant_id.to_string())
+        .bind(group)
+        .fetch_one::<u64>()
+        .await?)
+}
+
+/// Deletes a group's occurrences (an asynchronous mutation).
+pub async fn delete_group(client: &Client, tenant_id: Uuid, group_id: Uuid) -> Result<()> {
+    client
+        .query(
+            "ALTER TABLE error_events DELETE WHERE tenant_id = toUUID(?) AND group_id = toUUID(?)",
+        )
+        .bind(tenant_id.to_string())
+        .bind(group_id.to_string())
+        .execute()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Domain types shared by ingest, workers and api.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_repr::{Deserialize_repr, Serialize_repr};
+use uuid::Uuid;
+
+/// Severity of an error event. Stored as `Enum8` in ClickHouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum Level {
+    Debug = 1,
+    Info = 2,
+    Warning = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+impl Level {
+    pub const ALL: [Level; 5] = [
+        Level::Debug,
+        Level::Info,
+        Level::Warning,
+        Level::Error,
+        Level::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Error => "error",
+            Level::Critical => "critical",
+        }
+    }
+
+    /// Parses a level name, case-insensitively. `warn` and `fatal` are
+    /// accepted as the spellings many loggers use.
+    pub fn parse(s: &str) -> Option<Level> {
+        let l = s.trim();
+        Level::ALL
+            .into_iter()
+            .find(|lvl| lvl.as_str().eq_ignore_ascii_case(l))
+            .or_else(|| {
+                if l.eq_ignore_ascii_case("warn") {
+                    Some(Level::Warning)
+                } else if l.eq_ignore_ascii_case("fatal") {
+                    Some(Level::Critical)
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+/// One accepted error occurrence, as it travels through a Redis stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorEvent {
+    pub tenant_id: Uuid,
+    pub group_id: Uuid,
+    /// Epoch milliseconds on the ingest server's clock.
+    pub ts_ms: i64,
+    pub level: Level,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_trace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<serde_json::Value>,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    pub fingerprint: String,
+}
+
+impl ErrorEvent {
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.ts_ms).unwrap_or_default()
+    }
+}
+
+/// The id of an error group: derived from tenant and fingerprint, so every
+/// tier computes the same id without a lookup.
+pub fn group_id(tenant_id: Uuid, fingerprint: &str) -> Uuid {
+    let mut buf = Vec::with_capacity(16 + fingerprint.len());
+    buf.extend_from_slice(tenant_id.as_bytes());
+    buf.extend_from_slice(fingerprint.as_bytes());
+    let h = xxhash_rust::xxh3::xxh3_128(&buf);
+    Uuid::new_v8(h.to_be_bytes())
+}
+
+/// An error group as the API serves it (the contract's error object).
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ErrorGroup {
+    pub id: Uuid,
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    pub timestamp: DateTime<Utc>,
+    pub level: String,
+    pub message: String,
+    pub stack_trace: Option<String>,
+    pub context: Option<serde_json::Value>,
+    pub source: String,
+    pub environment: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    pub url: Option<String>,
+    pub fingerprint: String,
+    pub resolved: bool,
+    #[serde(skip)]
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_id_is_stable_and_tenant_scoped() {
+        let a = Uuid::from_u128(1);
+        let b = Uuid::from_u128(2);
+        assert_eq!(group_id(a, "fp"), group_id(a, "fp"));
+        assert_ne!(group_id(a, "fp"), group_id(b, "fp"));
+        assert_ne!(group_id(a, "fp"), group_id(a, "fq"));
+    }
+
+    #[test]
+    fn levels_parse() {
+        assert_eq!(Level::parse("ERROR"), Some(Level::Error));
+        assert_eq!(Level::parse("warn"), Some(Level::Warning));
+        assert_eq!(Level::parse("critical"), Some(Level::Critical));
+        assert_eq!(Level::parse("loud"), None);
+    }
+}

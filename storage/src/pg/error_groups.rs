@@ -1,0 +1,353 @@
+//! Error groups: one row per tenant and fingerprint, upserted by the
+//! workers a batch at a time and read by the API.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::model::{ErrorEvent, ErrorGroup};
+use crate::Result;
+
+/// One batch's worth of occurrences of a group, folded together.
+#[derive(Debug, Clone)]
+struct Fold<'a> {
+    latest: &'a ErrorEvent,
+    count: i64,
+    first_ms: i64,
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Folds events per group: count, first and last seen, the newest event's
+/// fields, and contexts merged key by key (newer values win).
+fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent>) -> Vec<Fold<'a>> {
+    let mut by_group: HashMap<Uuid, Fold<'a>> = HashMap::new();
+    let mut sorted: Vec<&ErrorEvent> = events.collect();
+    sorted.sort_by_key(|e| e.ts_ms);
+    for ev in sorted {
+        let f = by_group.entry(ev.group_id).or_insert(Fold {
+            latest: ev,
+            count: 0,
+            first_ms: ev.ts_ms,
+            context: None,
+        });
+        f.count += 1;
+        f.latest = ev;
+        if let Some(serde_json::Value::Object(map)) = &ev.context {
+            let merged = f.context.get_or_insert_with(serde_json::Map::new);
+            for (k, v) in map {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    by_group.into_values().collect()
+}
+
+fn ts(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// Applies a batch of stream entries to `error_groups` exactly once: the
+/// entry ids are recorded in the same transaction, and entries already
+/// recorded (a reclaimed batch) are skipped. Returns how many were new.
+pub async fn apply_batch(
+    pool: &PgPool,
+    stream: &str,
+    entries: &[(String, ErrorEvent)],
+) -> Result<usize> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin().await?;
+    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    let fresh: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO ingest_applied (stream, entry_id)
+         SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING entry_id",
+    )
+    .bind(stream)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let fresh: std::collections::HashSet<String> = fresh.into_iter().map(|r| r.0).collect();
+    let folds = fold(
+        entries
+            .iter()
+            .filter(|(id, _)| fresh.contains(id))
+            .map(|(_, e)| e),
+    );
+    if !folds.is_empty() {
+        upsert(&mut tx, &folds).await?;
+    }
+    tx.commit().await?;
+    Ok(fresh.len())
+}
+
+async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) -> Result<()> {
+    let n = folds.len();
+    let mut id = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut fp = Vec::with_capacity(n);
+    let mut level = Vec::with_capacity(n);
+    let mut message = Vec::with_capacity(n);
+    let mut stack = Vec::with_capacity(n);
+    let mut context = Vec::with_capacity(n);
+    let mut source = Vec::with_capacity(n);
+    let mut env = Vec::with_capacity(n);
+    let mut ua = Vec::with_capacity(n);
+    let mut ip = Vec::with_capacity(n);
+    let mut url = Vec::with_capacity(n);
+    let mut count = Vec::with_capacity(n);
+    let mut first = Vec::with_capacity(n);
+    let mut last = Vec::with_capacity(n);
+    for f in folds {
+        let e = f.latest;
+        id.push(e.group_id);
+        tenant.push(e.tenant_id);
+        fp.push(e.fingerprint.as_str());
+        level.push(e.level.as_str());
+        message.push(e.message.as_str());
+        stack.push(e.stack_trace.as_deref());
+        context.push(
+            f.context
+                .as_ref()
+                .map(|m| serde_json::Value::Object(m.clone()).to_string()),
+        );
+        source.push(e.source.as_str());
+        env.push(e.environment.as_deref());
+        ua.push(e.user_agent.as_deref());
+        ip.push(e.ip_address.as_deref());
+        url.push(e.url.as_deref());
+        count.push(f.count);
+        first.push(ts(f.first_ms));
+        last.push(ts(e.ts_ms));
+    }
+    sqlx::query(
+        "INSERT INTO error_groups (id, tenant_id, fingerprint, level, message, stack_trace, context,
+                                   source, environment, user_agent, ip_address, url, count, first_seen, last_seen)
+         SELECT id, tenant_id, fp, level, message, stack, ctx::jsonb, source, env, ua, ip, url, cnt, first_seen, last_seen
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int8[],
+                     $14::timestamptz[], $15::timestamptz[])
+              AS t(id, tenant_id, fp, level, message, stack, ctx, source, env, ua, ip, url, cnt, first_seen, last_seen)
+         ON CONFLICT (id) DO UPDATE SET
+           count = error_groups.count + EXCLUDED.count,
+           first_seen = LEAST(error_groups.first_seen, EXCLUDED.first_seen),
+           last_seen = GREATEST(error_groups.last_seen, EXCLUDED.last_seen),
+           level = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.level ELSE error_groups.level END,
+           message = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.message ELSE error_groups.message END,
+           stack_trace = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.stack_trace ELSE error_groups.stack_trace END,
+           source = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.source ELSE error_groups.source END,
+           environment = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.environment ELSE error_groups.environment END,
+           user_agent = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.user_agent ELSE error_groups.user_agent END,
+           ip_address = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.ip_address ELSE error_groups.ip_address END,
+           url = CASE WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN EXCLUDED.url ELSE error_groups.url END,
+           context = CASE
+               WHEN EXCLUDED.context IS NULL THEN error_groups.context
+               WHEN error_groups.context IS NULL THEN EXCLUDED.context
+               WHEN EXCLUDED.last_seen >= error_groups.last_seen THEN error_groups.context || EXCLUDED.context
+               ELSE EXCLUDED.context || error_groups.context END,
+           resolved = error_groups.resolved AND EXCLUDED.last_seen <= error_groups.resolved_at,
+           resolved_at = CASE WHEN error_groups.resolved AND EXCLUDED.last_seen <= error_groups.resolved_at
+                              THEN error_groups.resolved_at ELSE NULL END,
+           updated_at = now()",
+    )
+    .bind(&id)
+    .bind(&tenant)
+    .bind(&fp)
+    .bind(&level)
+    .bind(&message)
+    .bind(&stack)
+    .bind(&context)
+    .bind(&source)
+    .bind(&env)
+    .bind(&ua)
+    .bind(&ip)
+    .bind(&url)
+    .bind(&count)
+    .bind(&first)
+    .bind(&last)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Forgets applied entry ids older than `older_than`: by then their
+/// streams no longer hold them, so no reclaim can bring them back.
+pub async fn prune_applied(pool: &PgPool, older_than: DateTime<Utc>) -> Result<u64> {
+    let r = sqlx::query("DELETE FROM ingest_applied WHERE applied_at < $1")
+        .bind(older_than)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Filters of the error list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub level: Option<String>,
+    pub source: Option<String>,
+    pub resolved: Option<bool>,
+    pub search: Option<String>,
+}
+
+const COLUMNS: &str = "id, tenant_id, last_seen AS timestamp, level, message, stack_trace, context, source, environment,
+    user_agent, ip_address, url, fingerprint, resolved, resolved_at, count, first_seen, last_seen, created_at, updated_at";
+
+fn push_filter(q: &mut QueryBuilder<Postgres>, tenant_id: Uuid, f: &ListFilter) {
+    q.push(" WHERE tenant_id = ").push_bind(tenant_id);
+    if let Some(level) = &f.level {
+        q.push(" AND level = ").push_bind(level.clone());
+    }
+    if let Some(source) = &f.source {
+        q.push(" AND source = ").push_bind(source.clone());
+    }
+    if let Some(resolved) = f.resolved {
+        q.push(" AND resolved = ").push_bind(resolved);
+    }
+    if let Some(search) = &f.search {
+        let escaped = search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        q.push(" AND message ILIKE ")
+            .push_bind(format!("%{escaped}%"));
+    }
+}
+
+/// A page of groups, newest occurrence first, and the total that match.
+pub async fn list(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    filter: &ListFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ErrorGroup>, i64)> {
+    let mut q = QueryBuilder::new(format!("SELECT {COLUMNS} FROM error_groups"));
+    push_filter(&mut q, tenant_id, filter);
+    q.push(" ORDER BY last_seen DESC, id LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(offset);
+    let rows = q.build_query_as::<ErrorGroup>().fetch_all(pool).await?;
+
+    let mut c = QueryBuilder::new("SELECT count(*) FROM error_groups");
+    push_filter(&mut c, tenant_id, filter);
+    let total: (i64,) = c.build_query_as().fetch_one(pool).await?;
+    Ok((rows, total.0))
+}
+
+pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<ErrorGroup>> {
+    Ok(sqlx::query_as::<_, ErrorGroup>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM error_groups WHERE tenant_id = $1 AND id = $2"
+    )))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// Marks a group resolved; false when the tenant has no such group.
+pub async fn resolve(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool> {
+    let r = sqlx::query(
+        "UPDATE error_groups SET resolved = true, resolved_at = COALESCE(resolved_at, now()), updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool> {
+    let r = sqlx::query("DELETE FROM error_groups WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Group-level figures for the stats endpoint.
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
+pub struct GroupTotals {
+    pub total: i64,
+    pub resolved: i64,
+    /// Mean seconds from first occurrence to resolution, over resolved groups.
+    pub avg_resolution_secs: Option<f64>,
+}
+
+pub async fn totals(pool: &PgPool, tenant_id: Uuid) -> Result<GroupTotals> {
+    Ok(sqlx::query_as::<_, GroupTotals>(
+        "SELECT count(*) AS total,
+                count(*) FILTER (WHERE resolved) AS resolved,
+                (avg(EXTRACT(EPOCH FROM (resolved_at - first_seen))) FILTER (WHERE resolved))::float8
+                    AS avg_resolution_secs
+         FROM error_groups WHERE tenant_id = $1",
+    )
+    .bind(tenant_id)
+    .fetch_one(pool)
+    .await?)
+}
+
+/// Resolution times of groups resolved since `since`, for trend buckets.
+pub async fn resolved_since(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>> {
+    let rows: Vec<(DateTime<Utc>,)> = sqlx::query_as(
+        "SELECT resolved_at FROM error_groups
+         WHERE tenant_id = $1 AND resolved AND resolved_at >= $2",
+    )
+    .bind(tenant_id)
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Level;
+
+    fn ev(group: u128, ts_ms: i64, ctx: serde_json::Value) -> ErrorEvent {
+        ErrorEvent {
+            tenant_id: Uuid::from_u128(1),
+            group_id: Uuid::from_u128(group),
+            ts_ms,
+            level: Level::Error,
+            message: format!("m{ts_ms}"),
+            stack_trace: None,
+            context: Some(ctx),
+            source: "s".into(),
+            environment: None,
+            url: None,
+            user_agent: None,
+            ip_address: None,
+            fingerprint: format!("fp{group}"),
+        }
+    }
+
+    #[test]
+    fn fold_counts_and_merges() {
+        let evs = [
+            ev(1, 30, serde_json::json!({"a": 3, "c": 1})),
+            ev(1, 10, serde_json::json!({"a": 1, "b": 1})),
+            ev(2, 20, serde_json::json!({})),
+        ];
+        let mut folds = fold(evs.iter());
+        folds.sort_by_key(|f| f.latest.group_id);
+        assert_eq!(folds.len(), 2);
+        assert_eq!(folds[0].count, 2);
+        assert_eq!(folds[0].first_ms, 10);
+        assert_eq!(folds[0].latest.ts_ms, 30);
+        assert_eq!(
+            serde_json::Value::Object(folds[0].context.clone().unwrap()),
+            serde_json::json!({"a": 3, "b": 1, "c": 1})
+        );
+        assert_eq!(folds[1].count, 1);
+    }
+}
