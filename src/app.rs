@@ -19,23 +19,33 @@ use crate::server::{self, Dispatch};
 
 /// Which tiers run in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    All,
-    Ingest,
-    Api,
-    Worker,
+pub struct Mode {
+    pub ingest: bool,
+    pub api: bool,
+    pub worker: bool,
 }
 
 impl Mode {
-    fn ingest(self) -> bool {
-        matches!(self, Mode::All | Mode::Ingest)
-    }
-    fn api(self) -> bool {
-        matches!(self, Mode::All | Mode::Api)
-    }
-    fn worker(self) -> bool {
-        matches!(self, Mode::All | Mode::Worker)
-    }
+    pub const ALL: Mode = Mode {
+        ingest: true,
+        api: true,
+        worker: true,
+    };
+    pub const INGEST: Mode = Mode {
+        ingest: true,
+        api: false,
+        worker: false,
+    };
+    pub const API: Mode = Mode {
+        ingest: false,
+        api: true,
+        worker: false,
+    };
+    pub const WORKER: Mode = Mode {
+        ingest: false,
+        api: false,
+        worker: true,
+    };
 }
 
 /// A started Sluice.
@@ -119,7 +129,7 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
             }
         }
     }
-    let pool = pg::connect(&cfg.database_url, 20)
+    let pool = pg::connect(&cfg.database_url, cfg.pg_pool_size)
         .await
         .context("connecting to Postgres")?;
     pg::migrate(&pool).await.context("migrating Postgres")?;
@@ -163,7 +173,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let keys = KeyDirectory::default();
-    if mode != Mode::Worker {
+    if mode.ingest || mode.api {
         keys.refresh(&pg).await.context("loading API keys")?;
         tasks.spawn(
             keys.clone()
@@ -171,7 +181,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         );
     }
 
-    let ingest = mode.ingest().then(|| {
+    let ingest = mode.ingest.then(|| {
         let sink = sluice_ingest::sink::StreamSink::start(
             redis.clone(),
             layout.clone(),
@@ -198,7 +208,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             sink,
         ))
     });
-    let api = mode.api().then(|| {
+    let api = mode.api.then(|| {
         let api_cfg = sluice_api::ApiConfig {
             analytics_cache_ttl: std::time::Duration::from_secs(cfg.analytics_cache_secs),
             analytics_rate_limit: cfg.analytics_rate_limit,
@@ -215,7 +225,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         ))
     });
 
-    if mode.worker() {
+    if mode.worker {
         let mut wcfg = sluice_workers::WorkerConfig::new(layout.clone());
         wcfg.batch_size = cfg.worker_batch.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);

@@ -26,6 +26,9 @@ pub struct Config {
     pub clickhouse_user: Option<String>,
     #[arg(long, env = "CLICKHOUSE_PASSWORD", hide_env_values = true)]
     pub clickhouse_password: Option<String>,
+    /// Postgres connections per process.
+    #[arg(long, env = "SLUICE_PG_POOL_SIZE", default_value_t = 20)]
+    pub pg_pool_size: u32,
     /// Prefix of every Redis key Sluice writes.
     #[arg(long, env = "SLUICE_REDIS_PREFIX", default_value = "sluice")]
     pub redis_prefix: String,

@@ -62,10 +62,10 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&cli.config.log_format);
     let cfg = cli.config;
     let mode = match cli.command.unwrap_or(Command::All) {
-        Command::All => Mode::All,
-        Command::Ingest => Mode::Ingest,
-        Command::Api => Mode::Api,
-        Command::Worker => Mode::Worker,
+        Command::All => Mode::ALL,
+        Command::Ingest => Mode::INGEST,
+        Command::Api => Mode::API,
+        Command::Worker => Mode::WORKER,
         Command::Migrate => {
             app::migrate(&cfg).await?;
             println!("migrations applied");

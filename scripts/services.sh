@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Makes sure Redis, PostgreSQL and ClickHouse run on this machine: each is
+# checked first, installed from Debian's packages only when missing, and
+# started only when not answering. Safe to run again and again.
+set -euo pipefail
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" = 0 ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() { # name, tries, command...
+  local name=$1 tries=$2; shift 2
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$name did not come up"; return 1
+}
+
+command -v curl >/dev/null || apt_install curl ca-certificates
+
+# --- Redis -----------------------------------------------------------------
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+if ! command -v redis-cli >/dev/null || ! redis_up; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  if ! redis_up; then
+    log "starting redis"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/sluice.log
+    wait_for redis 40 redis_up
+  fi
+fi
+log "redis ok"
+
+# --- PostgreSQL ------------------------------------------------------------
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+if ! command -v pg_isready >/dev/null || ! pg_up; then
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    apt_install postgresql
+    fresh_pg=1
+  fi
+  if ! pg_up; then
+    log "starting postgresql"
+    ver=$(ls /etc/postgresql | sort -V | tail -n1)
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start || pg_ctlcluster "$ver" main start
+    wait_for postgresql 60 pg_up
+  fi
+  if [ "${fresh_pg:-0}" = 1 ]; then
+    # A fresh Debian cluster asks for passwords on TCP: give postgres one
+    # that matches the default DATABASE_URL.
+    if [ "$(id -u)" -eq 0 ]; then
+      (cd / && su postgres -c "psql -q -c \"ALTER USER postgres PASSWORD 'postgres'\"") || true
+    else
+      (cd / && sudo -u postgres psql -q -c "ALTER USER postgres PASSWORD 'postgres'") || true
+    fi
+  fi
+fi
+log "postgresql ok"
+
+# --- ClickHouse ------------------------------------------------------------
+ch_up() { curl -fsS http://127.0.0.1:8123/ping | grep -q Ok; }
+if ! ch_up; then
+  [ -x /usr/bin/clickhouse-server ] || [ -x /usr/sbin/clickhouse-server ] || apt_install clickhouse-server clickhouse-client
+  if ! ch_up; then
+    log "starting clickhouse"
+    bin=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
+    mkdir -p /var/lib/clickhouse /var/log/clickhouse-server
+    chown -R clickhouse:clickhouse /var/lib/clickhouse /var/log/clickhouse-server 2>/dev/null || true
+    start-stop-daemon --start --quiet --background --chuid clickhouse:clickhouse \
+      --exec "$bin" -- --config=/etc/clickhouse-server/config.xml
+    wait_for clickhouse 120 ch_up
+  fi
+fi
+log "clickhouse ok ($(curl -fsS 'http://127.0.0.1:8123/?query=SELECT%20version()'))"

@@ -1,0 +1,112 @@
+//! A worker killed mid-batch loses nothing and counts nothing twice.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice::app::Mode;
+use sluice_storage::ch::events;
+
+use crate::support::{wait_for, TestApp};
+
+fn worker(app: &TestApp, crash: bool) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("worker")
+        .env("DATABASE_URL", &app.cfg.database_url)
+        .env("REDIS_URL", &app.cfg.redis_url)
+        .env("CLICKHOUSE_URL", &app.cfg.clickhouse_url)
+        .env("CLICKHOUSE_DATABASE", &app.cfg.clickhouse_database)
+        .env("SLUICE_REDIS_PREFIX", &app.cfg.redis_prefix)
+        .env("SLUICE_STREAM_SHARDS", app.cfg.stream_shards.to_string())
+        .env("SLUICE_PG_POOL_SIZE", "3")
+        .env("SLUICE_WORKER_BATCH", "20")
+        .env("SLUICE_WORKER_RECLAIM_IDLE_MS", "500")
+        .env("SLUICE_WORKER_CRASH_AFTER_CLICKHOUSE", crash.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the sluice worker binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_batch_leaves_exact_counts() {
+    let app = TestApp::spawn_with(
+        Mode {
+            worker: false,
+            ..Mode::ALL
+        },
+        |_| {},
+    )
+    .await;
+    let batch: Vec<Value> = (0..50)
+        .map(|i| json!({"message": format!("crash test kind {}", ["a", "b", "c"][i % 3]), "source": "crash"}))
+        .collect();
+    let r = app
+        .post("/api/errors/batch")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // First worker: stores one batch of 20 in ClickHouse, then dies before
+    // Postgres and before acknowledging.
+    let mut first = worker(&app, true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "worker did not crash");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "the worker aborted");
+    let in_ch = events::count_raw(&app.running.ch, app.tenant_id, None)
+        .await
+        .unwrap();
+    assert_eq!(in_ch, 20, "one batch reached ClickHouse before the crash");
+    assert_eq!(app.total_count().await, 0, "nothing reached Postgres");
+
+    // Second worker: reclaims the dead consumer's pending entries.
+    let mut second = worker(&app, false);
+    wait_for("all 50 in Postgres", || async {
+        (app.total_count().await == 50).then_some(())
+    })
+    .await;
+    wait_for("all 50 in ClickHouse", || async {
+        let n = events::count_raw(&app.running.ch, app.tenant_id, None)
+            .await
+            .unwrap();
+        (n == 50).then_some(())
+    })
+    .await;
+    // Give any double processing time to show, then check again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(app.total_count().await, 50);
+    assert_eq!(
+        events::count_raw(&app.running.ch, app.tenant_id, None)
+            .await
+            .unwrap(),
+        50
+    );
+    let mut conn = app.running.redis.get().await.unwrap();
+    assert_eq!(
+        app.running.layout.backlog(&mut conn).await.unwrap(),
+        0,
+        "stream drained"
+    );
+    let (_, v) = app.get_json("/api/errors?source=crash").await;
+    assert_eq!(v["data"]["total"], 3);
+    let counts: Vec<i64> = v["data"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<i64>(), 50);
+
+    let _ = second.kill();
+    let _ = second.wait();
+    app.stop().await;
+}

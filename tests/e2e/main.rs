@@ -1,0 +1,9 @@
+//! End-to-end tests: the real app on an ephemeral port, against the real
+//! Redis, Postgres and ClickHouse, used over HTTP as a client would. Each
+//! test has its own tenant and its own Redis key prefix.
+
+mod analytics;
+mod crash;
+mod errors;
+mod ingest_limits;
+mod support;
