@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
+if [ "${SLUICE_USE_DOCKER:-auto}" != "0" ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+  # A Docker engine runs here: the compose file brings up every service.
+  export SLUICE_BOOTSTRAP_API_KEY="${SLUICE_BOOTSTRAP_API_KEY:-sk_live_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+  echo "Dev API key (default tenant): $SLUICE_BOOTSTRAP_API_KEY; Sluice on http://localhost:8080"
+  exec docker compose up --build
+fi
+
 bash scripts/services.sh
 cargo build --release --bin sluice
 

@@ -1,0 +1,14 @@
+# Builds the one `sluice` binary; the compose file runs it as each tier.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bin sluice
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
+ENV SLUICE_ADDR=0.0.0.0:8080
+EXPOSE 8080
+ENTRYPOINT ["sluice"]
+CMD ["all"]
