@@ -52,7 +52,9 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(decode(black_box(&body), &m, &scrub)))
     });
     let ev = decode(&body, &m, &scrub).unwrap_or_else(|e| panic!("{e}"));
-    g.bench_function("wire_encode", |b| b.iter(|| black_box(wire::encode(black_box(&ev)))));
+    g.bench_function("wire_encode", |b| {
+        b.iter(|| black_box(wire::encode(black_box(&ev))))
+    });
     let bytes = wire::encode(&ev);
     g.bench_function("wire_decode", |b| {
         b.iter(|| black_box(wire::decode("1-0", black_box(&bytes))))
