@@ -8,6 +8,7 @@ source scripts/env.sh
 if [ "${SLUICE_USE_DOCKER:-auto}" != "0" ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then
   # A Docker engine runs here: the compose file brings up every service.
   export SLUICE_BOOTSTRAP_API_KEY="${SLUICE_BOOTSTRAP_API_KEY:-sk_live_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+  export SLUICE_SECRET_KEY="${SLUICE_SECRET_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
   echo "Dev API key (default tenant): $SLUICE_BOOTSTRAP_API_KEY; Sluice on http://localhost:8080"
   exec docker compose up --build
 fi
@@ -24,6 +25,8 @@ if [ -z "${SLUICE_BOOTSTRAP_API_KEY:-}" ]; then
   export SLUICE_BOOTSTRAP_API_KEY
 fi
 export SLUICE_ADDR="${SLUICE_ADDR:-127.0.0.1:8080}"
+# A local run is a dev run: without SLUICE_SECRET_KEY the built-in dev secret signs tokens.
+export SLUICE_DEV="${SLUICE_DEV:-true}"
 
 cat <<MSG
 

@@ -6,9 +6,11 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use sluice_auth::token::Tokens;
 use sluice_storage::ch::{self, ChConfig};
 use sluice_storage::keys::KeyDirectory;
-use sluice_storage::pg::{self, api_keys, tenants};
+use sluice_storage::pg::{self, api_keys, tenants, users};
+use sluice_storage::secrets::SecretBox;
 use sluice_storage::streams::StreamLayout;
 use sqlx::migrate::MigrateDatabase;
 use tokio::sync::watch;
@@ -139,6 +141,27 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
+/// Creates (or resets the password of) `SLUICE_ADMIN_USER`, an admin of
+/// the default tenant.
+async fn bootstrap_admin(
+    cfg: &Config,
+    pg: &sqlx::PgPool,
+    tenant: uuid::Uuid,
+) -> anyhow::Result<()> {
+    let (user, password) = match (cfg.admin_user.as_deref(), cfg.admin_password.as_deref()) {
+        (None, None) => return Ok(()),
+        (Some(u), Some(p)) if !u.trim().is_empty() && !p.is_empty() => (u.trim(), p.to_string()),
+        _ => anyhow::bail!("SLUICE_ADMIN_USER and SLUICE_ADMIN_PASSWORD must be set together"),
+    };
+    let hash = tokio::task::spawn_blocking(move || sluice_auth::password::hash(&password))
+        .await?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let u = users::upsert_password(pg, user, &hash).await?;
+    users::set_membership(pg, tenant, u.id, "admin").await?;
+    tracing::info!(user = %u.username, "admin user ready");
+    Ok(())
+}
+
 /// Starts the tiers of `mode`.
 pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     let pg = migrate(cfg).await?;
@@ -153,7 +176,22 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             .context("creating stream groups")?;
     }
 
+    let secret = sluice_auth::signing_secret(cfg.secret_key.as_deref(), cfg.dev)
+        .context("refusing to start")?;
+    if cfg.dev && cfg.secret_key.is_none() {
+        tracing::warn!(
+            "dev mode: using the built-in dev secret; set SLUICE_SECRET_KEY for any real use"
+        );
+    }
+    let tokens = Arc::new(Tokens::new(
+        &secret,
+        chrono::Duration::seconds(cfg.access_token_secs.max(1)),
+        chrono::Duration::seconds(cfg.refresh_token_secs.max(1)),
+    ));
+    let secrets = SecretBox::new(&secret);
+
     let default_tenant = tenants::ensure(&pg, &cfg.default_tenant, &cfg.default_tenant).await?;
+    bootstrap_admin(cfg, &pg, default_tenant.id).await?;
     if let Some(key) = cfg.bootstrap_api_key.as_deref().filter(|k| !k.is_empty()) {
         let perms = vec!["owner".to_string()];
         api_keys::insert(
@@ -197,6 +235,16 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         scrub
             .sensitive_keys
             .extend(cfg.pii_extra_keys.iter().map(|k| k.to_ascii_lowercase()));
+        let tracking = sluice_ingest::tracking::Tracking::new(
+            sluice_ingest::tracking::TrackingConfig {
+                rate_limit_per_min: if cfg.tracking_rate_limits { 100 } else { 0 },
+                operation_timeout_secs: cfg.operation_timeout_secs,
+            },
+            keys.clone(),
+            tokens.clone(),
+            redis.clone(),
+            layout.clone(),
+        );
         Arc::new(sluice_ingest::Ingest::new(
             sluice_ingest::IngestConfig {
                 rate_limit_per_min: cfg.ingest_rate_limit,
@@ -206,6 +254,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             },
             keys.clone(),
             sink,
+            tracking,
         ))
     });
     let api = mode.api.then(|| {
@@ -216,12 +265,17 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         };
         sluice_api::router(sluice_api::ApiState::new(
             &api_cfg,
-            pg.clone(),
-            ch.clone(),
-            redis.clone(),
-            layout.clone(),
-            keys.clone(),
-            metrics_handle(),
+            sluice_api::ApiDeps {
+                pg: pg.clone(),
+                ch: ch.clone(),
+                redis: redis.clone(),
+                layout: layout.clone(),
+                keys: keys.clone(),
+                tokens: tokens.clone(),
+                secrets: secrets.clone(),
+                metrics: metrics_handle(),
+                tracking_rate_limits: cfg.tracking_rate_limits,
+            },
         ))
     });
 
@@ -230,6 +284,8 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         wcfg.batch_size = cfg.worker_batch.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
+        wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
+        wcfg.secrets = Some(secrets.clone());
         let stores = sluice_workers::Stores {
             redis: redis.clone(),
             pg: pg.clone(),

@@ -35,7 +35,27 @@ pub struct Config {
     /// Error streams (shards) in Redis.
     #[arg(long, env = "SLUICE_STREAM_SHARDS", default_value_t = 4)]
     pub stream_shards: u16,
-    /// Signs tokens; required outside dev mode.
+    /// Dev mode: allows the built-in dev secret when SLUICE_SECRET_KEY is unset.
+    #[arg(long, env = "SLUICE_DEV", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub dev: bool,
+    /// An admin user of the default tenant, created (or its password reset) at start-up.
+    #[arg(long, env = "SLUICE_ADMIN_USER")]
+    pub admin_user: Option<String>,
+    #[arg(long, env = "SLUICE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Access token lifetime in seconds.
+    #[arg(long, env = "SLUICE_ACCESS_TOKEN_SECS", default_value_t = 900)]
+    pub access_token_secs: i64,
+    /// Refresh token lifetime in seconds.
+    #[arg(long, env = "SLUICE_REFRESH_TOKEN_SECS", default_value_t = 7 * 24 * 3600)]
+    pub refresh_token_secs: i64,
+    /// Tracked operations still running after this many seconds are timed out.
+    #[arg(long, env = "SLUICE_OPERATION_TIMEOUT_SECS", default_value_t = 6 * 3600)]
+    pub operation_timeout_secs: u64,
+    /// The Tracking contract's per-endpoint rate limits (100/50/25/10 a minute).
+    #[arg(long, env = "SLUICE_TRACKING_RATE_LIMITS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tracking_rate_limits: bool,
+    /// Signs tokens and encrypts stored secrets; required outside dev mode.
     #[arg(long, env = "SLUICE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
     /// An owner API key for the default tenant, created at start-up.

@@ -32,6 +32,11 @@ enum Command {
     Worker,
     /// Apply Postgres and ClickHouse migrations, then exit.
     Migrate,
+    /// Track (or stop tracking) the DDL of a PostgreSQL database.
+    TrackDb {
+        #[command(subcommand)]
+        action: TrackDb,
+    },
     /// Create an API key for a tenant and print it (shown only this once).
     CreateKey {
         /// Tenant slug (created when missing).
@@ -43,6 +48,69 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "read,write")]
         permissions: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum TrackDb {
+    /// Install the DDL trigger in a database and register it.
+    Attach {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// A name for the database within the tenant.
+        #[arg(long)]
+        name: String,
+        /// postgres://user:password@host:port/database (stored encrypted).
+        #[arg(long)]
+        url: String,
+    },
+    /// Drain what is queued, remove the trigger and queue, and unregister.
+    Detach {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// List a tenant's tracked databases.
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+async fn track_db(cfg: &Config, action: TrackDb) -> anyhow::Result<()> {
+    use sluice_storage::pg::tracked_databases;
+    use sluice_storage::secrets::SecretBox;
+    use sluice_storage::tracked;
+    let secret = sluice_auth::signing_secret(cfg.secret_key.as_deref(), cfg.dev)?;
+    let secrets = SecretBox::new(&secret);
+    let pool = app::migrate(cfg).await?;
+    let ch = sluice_storage::ch::client(&app::ch_config(cfg));
+    match action {
+        TrackDb::Attach { tenant, name, url } => {
+            let t = tenants::ensure(&pool, &tenant, &tenant).await?;
+            let db = tracked::attach(&pool, &secrets, t.id, &name, &url).await?;
+            println!("attached {} ({}) to tenant {}", db.name, db.id, t.slug);
+        }
+        TrackDb::Detach { tenant, name } => {
+            let t = tenants::ensure(&pool, &tenant, &tenant).await?;
+            let db = tracked_databases::list(&pool, Some(t.id))
+                .await?
+                .into_iter()
+                .find(|d| d.name == name)
+                .with_context(|| {
+                    format!("no tracked database named {name:?} in tenant {tenant}")
+                })?;
+            tracked::detach(&pool, &ch, &secrets, t.id, db.id).await?;
+            println!("detached {name}");
+        }
+        TrackDb::List { tenant } => {
+            let t = tenants::ensure(&pool, &tenant, &tenant).await?;
+            for db in tracked_databases::list(&pool, Some(t.id)).await? {
+                println!("{}\t{}\t{}", db.id, db.name, db.created_at);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing(format: &str) {
@@ -71,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied");
             return Ok(());
         }
+        Command::TrackDb { action } => return track_db(&cfg, action).await,
         Command::CreateKey {
             tenant,
             name,

@@ -35,10 +35,15 @@ impl Dispatch {
             }
         }
         match &self.api {
-            Some(router) => match router.clone().oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            },
+            Some(router) => {
+                let mut req = req;
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                match router.clone().oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            }
             None => health(),
         }
     }

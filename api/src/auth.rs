@@ -1,6 +1,8 @@
-//! Authentication for the Health Monitor routes: `X-API-Key`, looked up in
-//! the in-memory key directory, then the key's rate limit for the route's
-//! class (contract section 10: analytics 100/min, the rest 500/min).
+//! Authentication. [`Caller`]: the Health Monitor routes' `X-API-Key`,
+//! looked up in the in-memory key directory, then the key's rate limit for
+//! the route's class (contract section 10: analytics 100/min, the rest
+//! 500/min). [`Member`]: `Authorization: Bearer` (a JWT or an API key) with
+//! `X-Tenant-ID`, for the Tracking routes and the identity routes.
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
-                "this API key lacks the permission for this call",
+                "this API key lacks the permission for this call".into(),
             ))
         }
     }
@@ -38,11 +40,11 @@ impl FromRequestParts<ApiState> for Caller {
             .headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized("missing X-API-Key header"))?;
+            .ok_or_else(|| ApiError::Unauthorized("missing X-API-Key header".into()))?;
         let info = state
             .keys
             .authenticate(key.trim())
-            .ok_or(ApiError::Unauthorized("invalid or revoked API key"))?;
+            .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
         let limiter = if parts.uri.path().starts_with("/api/stats")
             || parts.uri.path().starts_with("/api/analytics")
         {
@@ -54,5 +56,27 @@ impl FromRequestParts<ApiState> for Caller {
             .check(info.id, None)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         Ok(Caller(info))
+    }
+}
+
+/// A Bearer caller acting in one tenant (see [`sluice_auth::principal`]).
+pub struct Member(pub sluice_auth::principal::Principal);
+
+impl FromRequestParts<ApiState> for Member {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        sluice_auth::principal::resolve(
+            h("authorization"),
+            h("x-tenant-id"),
+            &state.keys,
+            &state.tokens,
+        )
+        .map(Member)
+        .map_err(|e| match e {
+            sluice_auth::AuthError::WrongTenant => ApiError::Forbidden(e.to_string()),
+            _ => ApiError::Unauthorized(e.to_string()),
+        })
     }
 }

@@ -1,52 +1,93 @@
-//! The API tier's one error type, rendered in the Health Monitor envelope
-//! `{"error": "...", "status": "error"}`. Store failures are logged with
-//! their detail and answered with a generic message.
+//! The API tier's one error type. Each variant has a status and a code;
+//! the body is rendered in the envelope of the contract a route belongs to
+//! ([`Family`]), chosen once per route group by [`family_layer`]. Store
+//! failures are logged with their detail and answered generically.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
-    Unauthorized(&'static str),
+    Validation(String),
     #[error("{0}")]
-    Forbidden(&'static str),
+    Unauthorized(String),
     #[error("{0}")]
-    NotFound(&'static str),
-    #[error("rate limit exceeded for this API key")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("rate limit exceeded")]
     RateLimited { retry_after: u64 },
     #[error(transparent)]
     Storage(#[from] sluice_storage::StorageError),
 }
 
 impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Storage(sluice_storage::StorageError::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "INVALID_REQUEST",
+            ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::Unauthorized(_) => "AUTH_FAILED",
+            ApiError::Forbidden(_) => "FORBIDDEN",
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Conflict(_) => "CONFLICT",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::Storage(sluice_storage::StorageError::Invalid(_)) => "INVALID_REQUEST",
+            ApiError::Storage(_) => "DATABASE_ERROR",
+        }
+    }
+}
+
+/// What a family renderer needs, carried on the response.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = match &self {
+            ApiError::Storage(sluice_storage::StorageError::Invalid(m)) => m.clone(),
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "store failure");
                 "a backing store is unavailable, retry later".to_string()
             }
             other => other.to_string(),
         };
+        let info = ErrorInfo {
+            status: self.status(),
+            code: self.code(),
+            message: message.clone(),
+        };
         let mut r = (
-            self.status(),
-            Json(serde_json::json!({"error": message, "status": "error"})),
+            info.status,
+            Json(json!({"error": message, "status": "error"})),
         )
             .into_response();
         match self {
@@ -54,19 +95,79 @@ impl IntoResponse for ApiError {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
             }
+            ApiError::Storage(sluice_storage::StorageError::Invalid(_)) => {}
             ApiError::Storage(_) => {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             _ => {}
         }
+        r.extensions_mut().insert(info);
         r
     }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// `{"data": ..., "status": "success"}`.
+/// `{"data": ..., "status": "success"}` (Health Monitor).
 pub fn ok(data: serde_json::Value) -> Json<serde_json::Value> {
-    Json(serde_json::json!({"data": data, "status": "success"}))
+    Json(json!({"data": data, "status": "success"}))
+}
+
+/// `{"success": true, "message": ..., "data": ...}` (Database Tracking).
+pub fn tracking_ok(message: &str, data: serde_json::Value) -> Json<serde_json::Value> {
+    Json(json!({"success": true, "message": message, "data": data}))
+}
+
+/// The four contracts' error envelopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `{"error": "...", "status": "error"}`
+    HealthMonitor,
+    /// `{"success": false, "error": "...", "error_code": "...", "timestamp": "..."}`
+    Tracking,
+    /// `{"detail": "...", "code": "...", "timestamp": "..."}`
+    Backup,
+    /// `{"error": {"code", "message", "details", "traceId", "timestamp"}}`
+    Orchestrator,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Re-renders an error response in `family`'s envelope.
+pub fn render(family: Family, mut res: Response) -> Response {
+    let Some(info) = res.extensions_mut().remove::<ErrorInfo>() else {
+        return res;
+    };
+    let body = match family {
+        Family::HealthMonitor => return res,
+        Family::Tracking => {
+            let code = match info.code {
+                "FORBIDDEN" => "AUTH_FAILED",
+                "VALIDATION_ERROR" | "CONFLICT" => "INVALID_REQUEST",
+                c => c,
+            };
+            json!({"success": false, "error": info.message, "error_code": code, "timestamp": now()})
+        }
+        Family::Backup => json!({"detail": info.message, "code": info.code, "timestamp": now()}),
+        Family::Orchestrator => json!({"error": {
+            "code": info.code,
+            "message": info.message,
+            "details": [],
+            "traceId": format!("trace-{}", uuid::Uuid::new_v4().simple()),
+            "timestamp": now(),
+        }}),
+    };
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+/// A layer rendering a route group's errors in `family`'s envelope.
+pub fn family_layer(
+    family: Family,
+) -> tower::util::MapResponseLayer<impl Fn(Response) -> Response + Clone> {
+    tower::util::MapResponseLayer::new(move |res: Response| render(family, res))
 }

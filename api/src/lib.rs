@@ -1,8 +1,8 @@
 //! Sluice's API tier, on axum: everything that is not the ingest hot path.
 //!
 //! [`router`] wires the routes; each group lives in [`routes`]. Callers are
-//! authenticated by [`auth`], every failure is an [`error::ApiError`] in the
-//! contract's envelope. Analytics read the ClickHouse rollups through short
+//! authenticated by [`auth`], every failure is an [`error::ApiError`],
+//! rendered in the envelope of the contract its route belongs to. Analytics read the ClickHouse rollups through short
 //! caches (contract section 10); resources read and write Postgres.
 
 pub mod auth;
@@ -12,12 +12,16 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use sluice_auth::token::Tokens;
 use sluice_storage::keys::KeyDirectory;
 use sluice_storage::ratelimit::KeyLimiter;
+use sluice_storage::secrets::SecretBox;
 use sluice_storage::streams::StreamLayout;
+
+use crate::error::{family_layer, Family};
 
 /// API settings.
 #[derive(Debug, Clone)]
@@ -40,6 +44,40 @@ impl Default for ApiConfig {
     }
 }
 
+/// Per-caller limits of the Tracking contract's read endpoints.
+pub struct TrackingLimits {
+    pub dashboard: KeyLimiter,
+    pub history: KeyLimiter,
+    pub health: KeyLimiter,
+    pub status: KeyLimiter,
+}
+
+impl TrackingLimits {
+    /// The contract's limits (50, 25, 10, 10 a minute), or none.
+    pub fn new(enabled: bool) -> Self {
+        let l = |n: u32| KeyLimiter::new(if enabled { n } else { 0 });
+        Self {
+            dashboard: l(50),
+            history: l(25),
+            health: l(10),
+            status: l(10),
+        }
+    }
+}
+
+/// What the API tier is built from.
+pub struct ApiDeps {
+    pub pg: sqlx::PgPool,
+    pub ch: clickhouse::Client,
+    pub redis: deadpool_redis::Pool,
+    pub layout: StreamLayout,
+    pub keys: KeyDirectory,
+    pub tokens: Arc<Tokens>,
+    pub secrets: SecretBox,
+    pub metrics: Option<PrometheusHandle>,
+    pub tracking_rate_limits: bool,
+}
+
 /// The one state every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
@@ -48,43 +86,44 @@ pub struct ApiState {
     pub redis: deadpool_redis::Pool,
     pub layout: StreamLayout,
     pub keys: KeyDirectory,
+    pub tokens: Arc<Tokens>,
+    pub secrets: SecretBox,
     pub metrics: Option<PrometheusHandle>,
     pub analytics_cache: moka::future::Cache<(uuid::Uuid, String), serde_json::Value>,
     pub analytics_limiter: Arc<KeyLimiter>,
     pub general_limiter: Arc<KeyLimiter>,
+    pub tracking_limits: Arc<TrackingLimits>,
+    /// Verified against when a username is unknown, to even out timing.
+    pub dummy_hash: String,
 }
 
 impl ApiState {
-    pub fn new(
-        cfg: &ApiConfig,
-        pg: sqlx::PgPool,
-        ch: clickhouse::Client,
-        redis: deadpool_redis::Pool,
-        layout: StreamLayout,
-        keys: KeyDirectory,
-        metrics: Option<PrometheusHandle>,
-    ) -> Self {
+    pub fn new(cfg: &ApiConfig, d: ApiDeps) -> Self {
         Self {
-            pg,
-            ch,
-            redis,
-            layout,
-            keys,
-            metrics,
+            pg: d.pg,
+            ch: d.ch,
+            redis: d.redis,
+            layout: d.layout,
+            keys: d.keys,
+            tokens: d.tokens,
+            secrets: d.secrets,
+            metrics: d.metrics,
             analytics_cache: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(cfg.analytics_cache_ttl)
                 .build(),
             analytics_limiter: Arc::new(KeyLimiter::new(cfg.analytics_rate_limit)),
             general_limiter: Arc::new(KeyLimiter::new(cfg.general_rate_limit)),
+            tracking_limits: Arc::new(TrackingLimits::new(d.tracking_rate_limits)),
+            dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
         }
     }
 }
 
-/// Every API route.
+/// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, errors, health};
-    Router::new()
+    use routes::{analytics, errors, health, identity, tracking};
+    let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/api/errors", get(errors::list))
@@ -94,7 +133,34 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/errors/{id}/resolve", put(errors::resolve))
         .route("/api/stats", get(analytics::stats))
-        .route("/api/analytics/trends", get(analytics::trends))
+        .route("/api/analytics/trends", get(analytics::trends));
+    let tracking_routes = Router::new()
+        .route("/api/v1/tracking/dashboard", get(tracking::dashboard))
+        .route("/api/v1/tracking/history", get(tracking::history))
+        .route("/api/v1/tracking/health", get(tracking::health))
+        .route("/api/v1/tracking/status", get(tracking::status))
+        .route(
+            "/api/v1/tracking/databases",
+            get(tracking::list_databases).post(tracking::attach),
+        )
+        .route("/api/v1/tracking/databases/{id}", delete(tracking::detach))
+        .layer(family_layer(Family::Tracking));
+    let backup = Router::new()
+        .route("/api/v1/auth/login", post(identity::login))
+        .route("/api/v1/auth/register", post(identity::register))
+        .route("/api/v1/auth/refresh", post(identity::refresh))
+        .route("/api/v1/auth/me", get(identity::me))
+        .layer(family_layer(Family::Backup));
+    let orchestrator = Router::new()
+        .route(
+            "/api/v1/authentication/login",
+            post(identity::orchestrator_login),
+        )
+        .layer(family_layer(Family::Orchestrator));
+    health_monitor
+        .merge(tracking_routes)
+        .merge(backup)
+        .merge(orchestrator)
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(routes::trace))
         .with_state(state)

@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod response;
 pub mod scrub;
 pub mod sink;
+pub mod tracking;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,7 +66,10 @@ impl Default for IngestConfig {
 
 /// The paths this tier serves; everything else belongs to the API tier.
 pub fn is_ingest_path(path: &str) -> bool {
-    matches!(path, "/api/errors" | "/api/errors/batch")
+    matches!(
+        path,
+        "/api/errors" | "/api/errors/batch" | tracking::START_PATH | tracking::COMPLETE_PATH
+    )
 }
 
 /// Whether a request is for this tier (`POST` to an ingest path).
@@ -78,15 +82,22 @@ pub struct Ingest {
     keys: KeyDirectory,
     limiter: KeyLimiter,
     sink: Arc<StreamSink>,
+    tracking: tracking::Tracking,
 }
 
 impl Ingest {
-    pub fn new(cfg: IngestConfig, keys: KeyDirectory, sink: Arc<StreamSink>) -> Self {
+    pub fn new(
+        cfg: IngestConfig,
+        keys: KeyDirectory,
+        sink: Arc<StreamSink>,
+        tracking: tracking::Tracking,
+    ) -> Self {
         Self {
             limiter: KeyLimiter::new(cfg.rate_limit_per_min),
             cfg,
             keys,
             sink,
+            tracking,
         }
     }
 
@@ -98,14 +109,24 @@ impl Ingest {
     {
         let span =
             tracing::info_span!("ingest", path = %req.uri().path(), tenant = tracing::field::Empty);
+        let tracking = req.uri().path().starts_with("/api/v1/tracking/");
         async move {
-            match self.serve(req, peer).await {
+            let result = if tracking && req.method() == Method::POST {
+                self.tracking.serve(req).await
+            } else {
+                self.serve(req, peer).await
+            };
+            match result {
                 Ok(reply) => reply,
                 Err(rej) => {
                     metrics::counter!("sluice_ingest_rejected_total", "reason" => rej.reason)
                         .increment(1);
                     tracing::debug!(status = %rej.status, reason = rej.reason, "rejected");
-                    rej.into_reply()
+                    if tracking {
+                        rej.into_tracking_reply()
+                    } else {
+                        rej.into_reply()
+                    }
                 }
             }
         }
@@ -119,7 +140,7 @@ impl Ingest {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = req.uri().path();
-        if !is_ingest_path(path) {
+        if !matches!(path, "/api/errors" | "/api/errors/batch") {
             return Err(Rejection::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

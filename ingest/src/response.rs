@@ -18,6 +18,18 @@ fn json(status: StatusCode, body: &Value) -> Reply {
     r
 }
 
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `{"success": true, "message": ..., "data": ...}` (Database Tracking).
+pub fn tracking_success(message: &str, data: Value) -> Reply {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({"success": true, "message": message, "data": data}),
+    )
+}
+
 pub fn success(status: StatusCode, data: Value) -> Reply {
     json(
         status,
@@ -62,16 +74,41 @@ impl Rejection {
         }
     }
 
-    pub fn into_reply(self) -> Reply {
-        let mut body = serde_json::json!({"error": self.message, "status": "error"});
-        if let Some(d) = self.details {
-            body["details"] = d;
+    /// The Database Tracking contract's error code for this status.
+    pub fn tracking_code(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => "AUTH_FAILED",
+            StatusCode::NOT_FOUND => "OPERATION_NOT_FOUND",
+            StatusCode::TOO_MANY_REQUESTS => "RATE_LIMITED",
+            StatusCode::SERVICE_UNAVAILABLE => "DATABASE_ERROR",
+            _ => "INVALID_REQUEST",
         }
-        let mut r = json(self.status, &body);
+    }
+
+    /// In the Database Tracking envelope.
+    pub fn into_tracking_reply(self) -> Reply {
+        let body = serde_json::json!({
+            "success": false,
+            "error": self.message,
+            "error_code": self.tracking_code(),
+            "timestamp": now(),
+        });
+        self.finish(json(self.status, &body))
+    }
+
+    fn finish(&self, mut r: Reply) -> Reply {
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         r
+    }
+
+    pub fn into_reply(self) -> Reply {
+        let mut body = serde_json::json!({"error": self.message, "status": "error"});
+        if let Some(d) = &self.details {
+            body["details"] = d.clone();
+        }
+        self.finish(json(self.status, &body))
     }
 }

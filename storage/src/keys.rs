@@ -49,6 +49,7 @@ pub fn preview(key: &str) -> String {
 pub struct KeyInfo {
     pub id: Uuid,
     pub tenant_id: Uuid,
+    pub tenant_slug: String,
     pub permissions: Vec<String>,
     /// Requests per minute for this key; `None` uses the global default.
     pub rate_limit_per_min: Option<u32>,
@@ -60,6 +61,7 @@ impl KeyInfo {
     pub fn new(
         id: Uuid,
         tenant_id: Uuid,
+        tenant_slug: String,
         permissions: Vec<String>,
         rate_limit_per_min: Option<u32>,
         expires_at: Option<DateTime<Utc>>,
@@ -67,6 +69,7 @@ impl KeyInfo {
         Self {
             id,
             tenant_id,
+            tenant_slug,
             permissions,
             rate_limit_per_min,
             expires_at,
@@ -128,6 +131,7 @@ impl KeyDirectory {
                     Arc::new(KeyInfo::new(
                         r.id,
                         r.tenant_id,
+                        r.tenant_slug,
                         r.permissions,
                         r.rate_limit_per_min.and_then(|v| u32::try_from(v).ok()),
                         r.expires_at,

@@ -3,20 +3,29 @@
 //! - [`model`]: domain types (levels, error events, error groups).
 //! - [`wire`]: the format of an event inside a Redis stream entry.
 //! - [`streams`]: stream keys, sharding by tenant and consumer-group set-up.
+//! - [`ops`]: in-flight tracked operations in Redis (start, finish, time-outs).
 //! - [`keys`]: API key generation, hashing and the in-memory key directory
 //!   that authenticates requests without a database round trip.
 //! - [`ratelimit`]: per-API-key request quotas (governor).
+//! - [`ddl`]: the event trigger and queue Sluice installs in a tracked
+//!   PostgreSQL database, and draining that queue.
+//! - [`secrets`]: encryption of stored secrets such as connection URLs.
+//! - [`tracked`]: attaching, draining and detaching tracked databases.
 //! - [`pg`]: Postgres connection, migrations and repositories.
 //! - [`ch`]: ClickHouse connection, the versioned schema runner and queries.
 //!
 //! Errors here carry no HTTP status: each tier maps [`StorageError`] at its edge.
 
 pub mod ch;
+pub mod ddl;
 pub mod keys;
 pub mod model;
+pub mod ops;
 pub mod pg;
 pub mod ratelimit;
+pub mod secrets;
 pub mod streams;
+pub mod tracked;
 pub mod wire;
 
 /// Everything that can go wrong talking to a store.

@@ -143,3 +143,59 @@ mod tests {
         assert_eq!(Level::parse("loud"), None);
     }
 }
+
+/// How a tracked operation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum OpStatus {
+    Completed = 1,
+    Failed = 2,
+    Timeout = 3,
+}
+
+impl OpStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpStatus::Completed => "COMPLETED",
+            OpStatus::Failed => "FAILED",
+            OpStatus::Timeout => "TIMEOUT",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OpStatus> {
+        [OpStatus::Completed, OpStatus::Failed, OpStatus::Timeout]
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Where a tracked operation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr)]
+#[repr(i8)]
+pub enum OpOrigin {
+    Manual = 1,
+    Ddl = 2,
+}
+
+/// A finished database operation, as it travels through the operations
+/// stream (written by a Lua script in Redis) and into ClickHouse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationEvent {
+    pub tenant_id: Uuid,
+    pub operation_id: String,
+    pub script_name: String,
+    pub script_type: String,
+    pub status: OpStatus,
+    pub started_ms: i64,
+    pub completed_ms: i64,
+    pub duration_ms: i64,
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub db_session_user: Option<String>,
+    #[serde(default)]
+    pub affected_objects: Vec<String>,
+    #[serde(default)]
+    pub statement: Option<String>,
+    pub origin: OpOrigin,
+}

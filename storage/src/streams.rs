@@ -37,9 +37,16 @@ impl StreamLayout {
         (0..self.shards).map(|s| self.errors_key(s)).collect()
     }
 
-    /// Creates the consumer group on every shard (and the stream with it).
+    /// Every stream consumed by the workers: errors and operations.
+    pub fn all_stream_keys(&self) -> Vec<String> {
+        let mut keys = self.all_error_keys();
+        keys.extend(self.all_ops_keys());
+        keys
+    }
+
+    /// Creates the consumer group on every stream (and the stream with it).
     pub async fn ensure_groups(&self, conn: &mut deadpool_redis::Connection) -> Result<()> {
-        for key in self.all_error_keys() {
+        for key in self.all_stream_keys() {
             let res: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(&key)
@@ -60,7 +67,7 @@ impl StreamLayout {
     /// Entries not yet processed and deleted, over all shards.
     pub async fn backlog(&self, conn: &mut deadpool_redis::Connection) -> Result<u64> {
         let mut pipe = redis::pipe();
-        for key in self.all_error_keys() {
+        for key in self.all_stream_keys() {
             pipe.xlen(key);
         }
         let lens: Vec<u64> = pipe.query_async(conn).await?;
@@ -69,8 +76,11 @@ impl StreamLayout {
 
     /// Removes every stream of this layout (tests use their own prefix).
     pub async fn destroy(&self, conn: &mut deadpool_redis::Connection) -> Result<()> {
-        for key in self.all_error_keys() {
+        for key in self.all_stream_keys() {
             let _: () = conn.del(key).await?;
+        }
+        for shard in 0..self.shards {
+            let _: () = conn.del(self.running_key(shard)).await?;
         }
         Ok(())
     }

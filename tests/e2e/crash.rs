@@ -22,6 +22,7 @@ fn worker(app: &TestApp, crash: bool) -> Child {
         .env("SLUICE_WORKER_BATCH", "20")
         .env("SLUICE_WORKER_RECLAIM_IDLE_MS", "500")
         .env("SLUICE_WORKER_CRASH_AFTER_CLICKHOUSE", crash.to_string())
+        .env("SLUICE_DEV", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

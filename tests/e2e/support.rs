@@ -33,6 +33,8 @@ pub fn test_config() -> Config {
     cfg.worker_reclaim_idle_ms = 1000;
     cfg.pg_pool_size = 5;
     cfg.bootstrap_api_key = None;
+    cfg.dev = true;
+    cfg.tracking_rate_limits = false;
     cfg
 }
 

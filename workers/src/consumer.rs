@@ -7,6 +7,7 @@ use deadpool_redis::redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 use deadpool_redis::redis::{self, AsyncCommands};
+use sluice_storage::model::OperationEvent;
 use sluice_storage::streams::{entry_millis, GROUP};
 use sluice_storage::wire;
 use tokio::sync::watch;
@@ -18,22 +19,33 @@ use crate::{Stores, WorkerConfig, WorkerError};
 /// How often pending entries of other consumers are looked at.
 const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 
+/// Which stream a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Errors,
+    Operations,
+}
+
 pub async fn run_shard(
     cfg: WorkerConfig,
     stores: Stores,
+    kind: Kind,
     shard: u16,
     shutdown: watch::Receiver<bool>,
 ) {
-    let key = cfg.layout.errors_key(shard);
+    let key = match kind {
+        Kind::Errors => cfg.layout.errors_key(shard),
+        Kind::Operations => cfg.layout.ops_key(shard),
+    };
     let mut last_reclaim: Option<Instant> = None;
     let mut failures = 0u32;
     while !*shutdown.borrow() {
         let reclaim_due = last_reclaim.is_none_or(|t| t.elapsed() >= RECLAIM_EVERY);
         let step = if reclaim_due {
             last_reclaim = Some(Instant::now());
-            reclaim(&cfg, &stores, &key, &shutdown).await
+            reclaim(&cfg, &stores, kind, &key, &shutdown).await
         } else {
-            read(&cfg, &stores, &key, &shutdown).await
+            read(&cfg, &stores, kind, &key, &shutdown).await
         };
         match step {
             Ok(_) => failures = 0,
@@ -52,6 +64,7 @@ pub async fn run_shard(
 async fn read(
     cfg: &WorkerConfig,
     stores: &Stores,
+    kind: Kind,
     key: &str,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<usize, WorkerError> {
@@ -78,7 +91,7 @@ async fn read(
         }
     };
     let ids: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-    process(cfg, stores, key, ids, false, shutdown).await
+    process(cfg, stores, kind, key, ids, false, shutdown).await
 }
 
 /// Claims entries idle past `reclaim_idle` from any consumer and processes
@@ -86,6 +99,7 @@ async fn read(
 async fn reclaim(
     cfg: &WorkerConfig,
     stores: &Stores,
+    kind: Kind,
     key: &str,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<usize, WorkerError> {
@@ -126,7 +140,7 @@ async fn reclaim(
             metrics::counter!("sluice_worker_reclaimed_total")
                 .increment(reply.claimed.len() as u64);
         }
-        total += process(cfg, stores, key, reply.claimed, true, shutdown).await?;
+        total += process(cfg, stores, kind, key, reply.claimed, true, shutdown).await?;
         if reply.next_stream_id == "0-0" || *shutdown.borrow() {
             return Ok(total);
         }
@@ -140,6 +154,7 @@ async fn reclaim(
 async fn process(
     cfg: &WorkerConfig,
     stores: &Stores,
+    kind: Kind,
     key: &str,
     ids: Vec<StreamId>,
     reclaimed: bool,
@@ -151,19 +166,14 @@ async fn process(
     let span = tracing::info_span!("batch", stream = key, entries = ids.len(), reclaimed);
     async move {
         let all_ids: Vec<String> = ids.iter().map(|s| s.id.clone()).collect();
-        let mut entries: Vec<Entry> = Vec::with_capacity(ids.len());
-        let mut dead: Vec<Vec<u8>> = Vec::new();
+        let mut raw: Vec<(String, Vec<u8>)> = Vec::with_capacity(ids.len());
         for sid in ids {
             let bytes: Option<Vec<u8>> = sid
                 .map
                 .get(wire::FIELD)
                 .and_then(|v| redis::from_redis_value_ref(v).ok());
-            match bytes.map(|b| (wire::decode(&sid.id, &b), b)) {
-                Some((Ok(ev), _)) => entries.push((format!("{key}/{}", sid.id), ev)),
-                Some((Err(e), b)) => {
-                    tracing::error!(error = %e, "undecodable entry moved to dead letters");
-                    dead.push(b);
-                }
+            match bytes {
+                Some(b) => raw.push((sid.id, b)),
                 None => {
                     tracing::error!(entry = %sid.id, "entry without an event field dropped");
                     metrics::counter!("sluice_worker_dropped_total", "reason" => "no_field")
@@ -178,29 +188,13 @@ async fn process(
         }
         metrics::histogram!("sluice_worker_batch_entries").record(all_ids.len() as f64);
 
-        // A failed insert may have stored part of the batch, so every retry
-        // de-duplicates, as a reclaimed batch does.
-        let mut attempt = 0u32;
-        let stored = with_backoff("clickhouse", shutdown, || {
-            attempt += 1;
-            store::to_clickhouse(stores, &entries, reclaimed || attempt > 1)
-        })
-        .await;
-        if stored.is_none() {
+        let outcome = match kind {
+            Kind::Errors => store_errors(cfg, stores, key, raw, reclaimed, shutdown).await,
+            Kind::Operations => store_operations(stores, key, raw, reclaimed, shutdown).await,
+        };
+        let Some(dead) = outcome else {
             return Ok(0);
-        }
-        if cfg.crash_after_clickhouse {
-            tracing::error!("crash_after_clickhouse set: aborting mid-batch");
-            std::process::abort();
-        }
-        if with_backoff("postgres", shutdown, || {
-            store::to_postgres(stores, key, &entries)
-        })
-        .await
-        .is_none()
-        {
-            return Ok(0);
-        }
+        };
 
         let mut conn = stores
             .redis
@@ -224,9 +218,84 @@ async fn process(
         pipe.xack(key, GROUP, &all_ids).ignore();
         pipe.xdel(key, &all_ids).ignore();
         let () = pipe.query_async(&mut conn).await?;
-        metrics::counter!("sluice_worker_events_total").increment(entries.len() as u64);
+        metrics::counter!("sluice_worker_events_total")
+            .increment((all_ids.len() - dead.len()) as u64);
         Ok(all_ids.len())
     }
     .instrument(span)
     .await
+}
+
+/// Decodes entries with `decode`; undecodable ones become dead letters.
+fn decode_all<T>(
+    key: &str,
+    raw: Vec<(String, Vec<u8>)>,
+    decode: impl Fn(&str, &[u8]) -> sluice_storage::Result<T>,
+) -> (Vec<(String, T)>, Vec<Vec<u8>>) {
+    let mut ok = Vec::with_capacity(raw.len());
+    let mut dead = Vec::new();
+    for (id, b) in raw {
+        match decode(&id, &b) {
+            Ok(v) => ok.push((format!("{key}/{id}"), v)),
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable entry moved to dead letters");
+                dead.push(b);
+            }
+        }
+    }
+    (ok, dead)
+}
+
+/// Errors: ClickHouse, then Postgres. `None` when shutdown interrupted.
+async fn store_errors(
+    cfg: &WorkerConfig,
+    stores: &Stores,
+    key: &str,
+    raw: Vec<(String, Vec<u8>)>,
+    reclaimed: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Vec<Vec<u8>>> {
+    let (entries, dead): (Vec<Entry>, _) = decode_all(key, raw, wire::decode);
+    // A failed insert may have stored part of the batch, so every retry
+    // de-duplicates, as a reclaimed batch does.
+    let mut attempt = 0u32;
+    with_backoff("clickhouse", shutdown, || {
+        attempt += 1;
+        store::to_clickhouse(stores, &entries, reclaimed || attempt > 1)
+    })
+    .await?;
+    if cfg.crash_after_clickhouse {
+        tracing::error!("crash_after_clickhouse set: aborting mid-batch");
+        std::process::abort();
+    }
+    with_backoff("postgres", shutdown, || {
+        store::to_postgres(stores, key, &entries)
+    })
+    .await?;
+    Some(dead)
+}
+
+/// Finished operations: ClickHouse. `None` when shutdown interrupted.
+async fn store_operations(
+    stores: &Stores,
+    key: &str,
+    raw: Vec<(String, Vec<u8>)>,
+    reclaimed: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<Vec<Vec<u8>>> {
+    let (entries, dead) = decode_all(key, raw, |id, b| {
+        serde_json::from_slice::<OperationEvent>(b).map_err(|e| {
+            sluice_storage::StorageError::Wire {
+                id: id.to_string(),
+                reason: e.to_string(),
+            }
+        })
+    });
+    let mut attempt = 0u32;
+    with_backoff("clickhouse", shutdown, || {
+        attempt += 1;
+        store::operations_to_clickhouse(stores, &entries, reclaimed || attempt > 1)
+    })
+    .await?;
+    Some(dead)
 }

@@ -1,5 +1,7 @@
 //! Sluice's workers: they move error events from the Redis streams into
-//! ClickHouse (every occurrence) and Postgres (error groups).
+//! ClickHouse (every occurrence) and Postgres (error groups), finished
+//! database operations into ClickHouse, time out operations left running
+//! ([`timeouts`]), and drain the DDL queues of tracked databases ([`ddl`]).
 //!
 //! One consumer task per stream shard reads batches through the shared
 //! consumer group ([`consumer`]). A batch is stored, then acknowledged and
@@ -10,14 +12,16 @@
 //! nothing and counts nothing twice.
 
 pub mod consumer;
+pub mod ddl;
 pub mod store;
+pub mod timeouts;
 
 use std::time::Duration;
 
 use sluice_storage::streams::StreamLayout;
 
 /// Worker settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     pub layout: StreamLayout,
     /// This process's consumer name in the group.
@@ -28,6 +32,10 @@ pub struct WorkerConfig {
     pub block: Duration,
     /// Pending entries idle this long belong to a dead consumer.
     pub reclaim_idle: Duration,
+    /// Tracked operations still running after this long are timed out.
+    pub operation_timeout: Duration,
+    /// Opens stored connection URLs; without it DDL tracking is off.
+    pub secrets: Option<sluice_storage::secrets::SecretBox>,
     /// Test hook: abort the process right after the first ClickHouse insert,
     /// before Postgres and the acknowledgement (a crash mid-batch).
     pub crash_after_clickhouse: bool,
@@ -45,6 +53,8 @@ impl WorkerConfig {
             batch_size: 2000,
             block: Duration::from_millis(200),
             reclaim_idle: Duration::from_secs(30),
+            operation_timeout: Duration::from_secs(6 * 3600),
+            secrets: None,
             crash_after_clickhouse: false,
         }
     }
@@ -83,14 +93,27 @@ pub async fn run(
     }
     let mut tasks = tokio::task::JoinSet::new();
     for shard in 0..cfg.layout.shards {
-        tasks.spawn(consumer::run_shard(
-            cfg.clone(),
-            stores.clone(),
+        for kind in [consumer::Kind::Errors, consumer::Kind::Operations] {
+            tasks.spawn(consumer::run_shard(
+                cfg.clone(),
+                stores.clone(),
+                kind,
+                shard,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(timeouts::run(
+            stores.redis.clone(),
+            cfg.layout.clone(),
             shard,
+            cfg.operation_timeout,
             shutdown.clone(),
         ));
     }
     tasks.spawn(store::prune_loop(stores.pg.clone(), shutdown.clone()));
+    if let Some(secrets) = cfg.secrets.clone() {
+        tasks.spawn(ddl::supervise(stores.clone(), secrets, shutdown.clone()));
+    }
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

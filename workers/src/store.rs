@@ -8,7 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use sluice_storage::ch::events::{self, EventRow};
-use sluice_storage::model::ErrorEvent;
+use sluice_storage::ch::operations::{self, OpRow};
+use sluice_storage::model::{ErrorEvent, OperationEvent};
 use sluice_storage::pg::error_groups;
 use sluice_storage::Result;
 use tokio::sync::watch;
@@ -63,6 +64,28 @@ pub async fn to_clickhouse(stores: &Stores, entries: &[Entry], reclaimed: bool) 
     }
     let rows: Vec<EventRow<'_>> = todo.iter().map(|(id, e)| EventRow::new(id, e)).collect();
     events::insert(&stores.ch, &rows).await?;
+    Ok(rows.len())
+}
+
+/// Inserts finished operations, skipping stored ones when `dedup`.
+pub async fn operations_to_clickhouse(
+    stores: &Stores,
+    entries: &[(String, OperationEvent)],
+    dedup: bool,
+) -> Result<usize> {
+    let mut todo: Vec<&(String, OperationEvent)> = entries.iter().collect();
+    if dedup && !todo.is_empty() {
+        let ids: Vec<String> = todo.iter().map(|(id, _)| id.clone()).collect();
+        let min = todo.iter().map(|(_, e)| e.started_ms).min().unwrap_or(0);
+        let max = todo.iter().map(|(_, e)| e.started_ms).max().unwrap_or(0);
+        let present: HashSet<String> = operations::existing_ids(&stores.ch, &ids, min, max)
+            .await?
+            .into_iter()
+            .collect();
+        todo.retain(|(id, _)| !present.contains(id));
+    }
+    let rows: Vec<OpRow<'_>> = todo.iter().map(|(id, e)| OpRow::new(id, e)).collect();
+    operations::insert(&stores.ch, &rows).await?;
     Ok(rows.len())
 }
 

@@ -30,7 +30,7 @@ fn summary(g: &ErrorGroup) -> Value {
 }
 
 fn parse_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("error not found"))
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("error"))
 }
 
 pub async fn list(
@@ -79,7 +79,7 @@ pub async fn get_one(
     caller.require("read")?;
     let group = error_groups::get(&state.pg, caller.tenant(), parse_id(&id)?)
         .await?
-        .ok_or(ApiError::NotFound("error not found"))?;
+        .ok_or_else(|| ApiError::not_found("error"))?;
     Ok(ok(serde_json::to_value(&group).unwrap_or(Value::Null)))
 }
 
@@ -90,7 +90,7 @@ pub async fn resolve(
 ) -> ApiResult<Json<Value>> {
     caller.require("write")?;
     if !error_groups::resolve(&state.pg, caller.tenant(), parse_id(&id)?).await? {
-        return Err(ApiError::NotFound("error not found"));
+        return Err(ApiError::not_found("error"));
     }
     Ok(ok(json!({"status": "resolved"})))
 }
@@ -103,7 +103,7 @@ pub async fn delete(
     caller.require("write")?;
     let id = parse_id(&id)?;
     if !error_groups::delete(&state.pg, caller.tenant(), id).await? {
-        return Err(ApiError::NotFound("error not found"));
+        return Err(ApiError::not_found("error"));
     }
     // The occurrences go too; rollups keep their counts, as history.
     if let Err(e) = events::delete_group(&state.ch, caller.tenant(), id).await {

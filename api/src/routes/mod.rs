@@ -3,6 +3,8 @@
 pub mod analytics;
 pub mod errors;
 pub mod health;
+pub mod identity;
+pub mod tracking;
 
 use std::collections::HashMap;
 
@@ -14,7 +16,7 @@ use tracing::Instrument;
 use crate::error::ApiError;
 
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound("not found")
+    ApiError::NotFound("not found".into())
 }
 
 /// A span per request, with method, path and the answer's status.

@@ -6,11 +6,18 @@ use super::{server_client, ChConfig};
 use crate::Result;
 
 /// The ordered schema files, embedded in the binary.
-pub const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "error_events",
-    include_str!("../../../migrations/clickhouse/0001_error_events.sql"),
-)];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "error_events",
+        include_str!("../../../migrations/clickhouse/0001_error_events.sql"),
+    ),
+    (
+        2,
+        "operations",
+        include_str!("../../../migrations/clickhouse/0002_operations.sql"),
+    ),
+];
 
 /// Splits a file into statements, dropping comments and blank pieces.
 pub fn statements(sql: &str) -> Vec<String> {

@@ -12,6 +12,7 @@ use crate::Result;
 pub struct LiveKey {
     pub id: Uuid,
     pub tenant_id: Uuid,
+    pub tenant_slug: String,
     pub key_hash: Vec<u8>,
     pub permissions: Vec<String>,
     pub rate_limit_per_min: Option<i32>,
@@ -71,8 +72,9 @@ pub async fn revoke(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool> {
 /// Every key that is neither revoked nor expired.
 pub async fn live(pool: &PgPool) -> Result<Vec<LiveKey>> {
     Ok(sqlx::query_as::<_, LiveKey>(
-        "SELECT id, tenant_id, key_hash, permissions, rate_limit_per_min, expires_at
-         FROM api_keys WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+        "SELECT k.id, k.tenant_id, t.slug AS tenant_slug, k.key_hash, k.permissions, k.rate_limit_per_min, k.expires_at
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
     )
     .fetch_all(pool)
     .await?)

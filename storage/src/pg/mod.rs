@@ -3,6 +3,8 @@
 pub mod api_keys;
 pub mod error_groups;
 pub mod tenants;
+pub mod tracked_databases;
+pub mod users;
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;

@@ -1,0 +1,295 @@
+//! Logging in, registering, refreshing and "who am I": the backup
+//! platform's `/api/v1/auth/*` and the migration orchestrator's
+//! `/api/v1/authentication/login`. Both issue the same JWTs.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_auth::principal::Subject;
+use sluice_auth::token::TenantClaim;
+use sluice_auth::{password, AuthError};
+use sluice_storage::pg::{tenants, users};
+use uuid::Uuid;
+
+use crate::auth::Member;
+use crate::error::{ApiError, ApiResult};
+use crate::ApiState;
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+/// JSON, or a form as OAuth2 password clients send.
+fn parse_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &Bytes) -> ApiResult<T> {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::Validation(format!("invalid form body: {e}")))
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
+    }
+}
+
+fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized(AuthError::BadCredentials.to_string())
+}
+
+/// Checks a username and password (argon2 off the async workers).
+async fn authenticate(state: &ApiState, creds: Credentials) -> ApiResult<users::User> {
+    let (Some(username), Some(pw)) = (creds.username, creds.password) else {
+        return Err(ApiError::Validation(
+            "username and password are required".into(),
+        ));
+    };
+    let user = users::by_username(&state.pg, username.trim()).await?;
+    // Hash even for unknown users, so timing does not reveal which exist.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &hash))
+        .await
+        .unwrap_or(false);
+    match user {
+        Some(u) if ok && u.is_active => Ok(u),
+        _ => Err(bad_credentials()),
+    }
+}
+
+struct Pair {
+    access: sluice_auth::token::Issued,
+    refresh: sluice_auth::token::Issued,
+}
+
+async fn issue(state: &ApiState, user: &users::User) -> ApiResult<(Pair, Vec<users::Membership>)> {
+    let members = users::memberships(&state.pg, user.id).await?;
+    let claims = members
+        .iter()
+        .map(|m| TenantClaim {
+            id: m.tenant_id,
+            slug: m.slug.clone(),
+            role: m.role.clone(),
+        })
+        .collect();
+    let internal = |_| ApiError::Unauthorized("could not issue a token".into());
+    let access = state
+        .tokens
+        .access(user.id, &user.username, claims)
+        .map_err(internal)?;
+    let refresh = state
+        .tokens
+        .refresh(user.id, &user.username)
+        .map_err(internal)?;
+    users::store_refresh(&state.pg, refresh.jti, user.id, refresh.expires_at).await?;
+    Ok((Pair { access, refresh }, members))
+}
+
+fn token_body(state: &ApiState, p: &Pair) -> Value {
+    json!({
+        "access_token": p.access.token,
+        "refresh_token": p.refresh.token,
+        "token_type": "bearer",
+        "expires_in": state.tokens.access_ttl.num_seconds(),
+    })
+}
+
+pub async fn login(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let user = authenticate(&state, parse_body(&headers, &body)?).await?;
+    let (pair, _) = issue(&state, &user).await?;
+    tracing::info!(user = %user.id, "login");
+    Ok(Json(token_body(&state, &pair)))
+}
+
+/// The strongest role a user holds anywhere, as the orchestrator shows it.
+fn display_role(members: &[users::Membership]) -> String {
+    let best = users::ROLES
+        .iter()
+        .find(|r| members.iter().any(|m| m.role == **r))
+        .copied()
+        .unwrap_or("viewer");
+    let mut c = best.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+pub async fn orchestrator_login(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let user = authenticate(&state, parse_body(&headers, &body)?).await?;
+    let (pair, members) = issue(&state, &user).await?;
+    Ok(Json(json!({
+        "token": pair.access.token,
+        "refreshToken": pair.refresh.token,
+        "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "user": {"username": user.username, "role": display_role(&members)},
+    })))
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    username: Option<String>,
+    password: Option<String>,
+    email: Option<String>,
+    full_name: Option<String>,
+}
+
+fn slug_of(username: &str) -> String {
+    let s: String = username
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-').chars().take(40).collect()
+}
+
+/// Creates a user and a tenant of their own, which they own.
+pub async fn register(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let r: Registration = parse_body(&headers, &body)?;
+    let username = r.username.map(|u| u.trim().to_string()).unwrap_or_default();
+    let valid_name = (3..=64).contains(&username.len())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
+    if !valid_name {
+        return Err(ApiError::Validation(
+            "username must be 3 to 64 characters: letters, digits, . _ @ -".into(),
+        ));
+    }
+    let pw = r.password.unwrap_or_default();
+    if pw.chars().count() < 8 {
+        return Err(ApiError::Validation(
+            "password must be at least 8 characters".into(),
+        ));
+    }
+    if let Some(e) = &r.email {
+        if !e.contains('@') {
+            return Err(ApiError::Validation(
+                "email is not an e-mail address".into(),
+            ));
+        }
+    }
+    if users::by_username(&state.pg, &username).await?.is_some() {
+        return Err(ApiError::Conflict("username is already taken".into()));
+    }
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(|_| ApiError::Validation("could not hash the password".into()))?
+        .map_err(|_| ApiError::Validation("could not hash the password".into()))?;
+    let user = users::create(
+        &state.pg,
+        &users::NewUser {
+            username: &username,
+            email: r.email.as_deref(),
+            full_name: r.full_name.as_deref(),
+            password_hash: &hash,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        sluice_storage::StorageError::Invalid(m) => ApiError::Conflict(m),
+        other => other.into(),
+    })?;
+    let slug = format!(
+        "{}-{}",
+        slug_of(&username),
+        &Uuid::new_v4().simple().to_string()[..6]
+    );
+    let tenant = tenants::ensure(&state.pg, &slug, &username).await?;
+    users::set_membership(&state.pg, tenant.id, user.id, "owner").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "full_name": user.full_name,
+            "role": "owner",
+            "is_active": user.is_active,
+            "created_at": user.created_at,
+            "tenant": {"id": tenant.id, "slug": tenant.slug, "name": tenant.name},
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+/// Trades a refresh token (once) for a new pair.
+pub async fn refresh(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: RefreshBody = parse_body(&headers, &body)?;
+    let token = b
+        .refresh_token
+        .ok_or_else(|| ApiError::Validation("refresh_token is required".into()))?;
+    let invalid =
+        || ApiError::Unauthorized("invalid, expired or already used refresh token".into());
+    let claims = state
+        .tokens
+        .verify(&token, "refresh")
+        .map_err(|_| invalid())?;
+    if !users::use_refresh(&state.pg, claims.jti, claims.sub).await? {
+        return Err(invalid());
+    }
+    let user = users::by_id(&state.pg, claims.sub)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or_else(invalid)?;
+    let (pair, _) = issue(&state, &user).await?;
+    Ok(Json(token_body(&state, &pair)))
+}
+
+/// Who the caller is, and which tenants it belongs to with which role.
+pub async fn me(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
+    match p.subject {
+        Subject::User(id) => {
+            let user = users::by_id(&state.pg, id)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+            let members = users::memberships(&state.pg, id).await?;
+            Ok(Json(json!({
+                "type": "user",
+                "id": user.id,
+                "username": user.username,
+                "email": user.email,
+                "full_name": user.full_name,
+                "is_active": user.is_active,
+                "created_at": user.created_at,
+                "current_tenant": {"id": p.tenant_id, "slug": p.tenant_slug, "role": p.role.as_str()},
+                "tenants": members.iter().map(|m| json!({
+                    "id": m.tenant_id, "slug": m.slug, "name": m.name, "role": m.role,
+                })).collect::<Vec<_>>(),
+            })))
+        }
+        Subject::ApiKey(id) => Ok(Json(json!({
+            "type": "api_key",
+            "id": id,
+            "current_tenant": {"id": p.tenant_id, "slug": p.tenant_slug, "role": p.role.as_str()},
+            "tenants": [{"id": p.tenant_id, "slug": p.tenant_slug, "role": p.role.as_str()}],
+        }))),
+    }
+}
