@@ -5,5 +5,7 @@
 mod analytics;
 mod crash;
 mod errors;
+mod identity;
 mod ingest_limits;
 mod support;
+mod tracking;

@@ -169,3 +169,63 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     enc.write_all(bytes).unwrap();
     enc.finish().unwrap()
 }
+
+/// A registered user: its access token and the tenant it owns.
+pub struct User {
+    pub username: String,
+    pub token: String,
+    pub refresh: String,
+    pub tenant_id: Uuid,
+}
+
+impl TestApp {
+    /// Registers a user (who gets a tenant of their own) and logs in.
+    pub async fn register_user(&self) -> User {
+        let username = format!("user-{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let r = self
+            .http
+            .post(self.url("/api/v1/auth/register"))
+            .json(&serde_json::json!({"username": username, "password": "s3cret-passw0rd", "email": format!("{username}@example.com"), "full_name": "Test User"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let reg: Value = r.json().await.unwrap();
+        let tenant_id = Uuid::parse_str(reg["tenant"]["id"].as_str().unwrap()).unwrap();
+        let r = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": "s3cret-passw0rd"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let login: Value = r.json().await.unwrap();
+        User {
+            username,
+            token: login["access_token"].as_str().unwrap().to_string(),
+            refresh: login["refresh_token"].as_str().unwrap().to_string(),
+            tenant_id,
+        }
+    }
+
+    /// A request with `Authorization: Bearer` and `X-Tenant-ID`.
+    pub fn bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        tenant: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("X-Tenant-ID", tenant)
+    }
+}
+
+pub async fn status_json(r: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = r.send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
