@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sluice_ingest::event::{decode, RequestMeta};
-use sluice_ingest::fingerprint::fingerprint;
+use sluice_ingest::fingerprint::{fingerprint, normalize_message, normalize_stack};
+use sluice_ingest::scrub::scrub_str;
 use sluice_ingest::scrub::ScrubConfig;
 use sluice_storage::wire;
 
@@ -44,6 +45,15 @@ fn benches(c: &mut Criterion) {
             let msg = format!("Timeout after {i} ms for order {}", i * 7);
             black_box(fingerprint(&msg, Some(STACK), "backend"))
         })
+    });
+    g.bench_function("normalize_message", |b| {
+        b.iter(|| black_box(normalize_message(black_box("Database connection failed for user 4242 (request 550e8400-e29b-41d4-a716-446655440000) at 10.0.0.12:5432 'primary'"))))
+    });
+    g.bench_function("normalize_stack", |b| {
+        b.iter(|| black_box(normalize_stack(black_box(STACK))))
+    });
+    g.bench_function("scrub_str", |b| {
+        b.iter(|| black_box(scrub_str(black_box("Database connection failed for user 4242 (request 550e8400-e29b-41d4-a716-446655440000)"))))
     });
     let body = event_json(7);
     let scrub = ScrubConfig::default();

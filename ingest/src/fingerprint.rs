@@ -5,24 +5,26 @@
 
 use std::sync::LazyLock;
 
-use regex::{Captures, Regex};
+use regex::Regex;
 
 /// How many stack frames take part in the fingerprint.
 pub const FRAMES: usize = 3;
 
 static MESSAGE_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
+    // No capture groups: matches are classified by hand, which keeps the
+    // regex on its fast (DFA) path.
     Regex::new(concat!(
-        r#"(?P<str>"[^"]*"|'[^']*'|`[^`]*`)"#,
-        r"|(?P<email>[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})",
-        r"|(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)",
-        r"|(?P<ip>\b\d{1,3}(?:\.\d{1,3}){3}\b(?::\d+)?)",
-        r"|(?P<hex>\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b)",
-        r"|(?P<num>-?\d+(?:\.\d+)?)",
+        r#""[^"]*"|'[^']*'|`[^`]*`"#,
+        r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
+        r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+        r"|\b\d{1,3}(?:\.\d{1,3}){3}\b(?::\d+)?",
+        r"|\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b",
+        r"|-?\d+(?:\.\d+)?",
     ))
     .unwrap_or_else(|e| panic!("message token pattern: {e}"))
 });
 
-/// `file.js:10:5`, `line 42`, `+0x1f`, `0xdeadbeef`.
+/// `:10:5`, `, line 42`, `+0x1f`, `0xdeadbeef`.
 static FRAME_NOISE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?::\d+)+|,? line \d+|\+0x[0-9a-fA-F]+|0x[0-9a-fA-F]+")
         .unwrap_or_else(|e| panic!("frame noise pattern: {e}"))
@@ -30,27 +32,57 @@ static FRAME_NOISE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Path-like tokens: reduced to their last segment.
 static PATHS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:[A-Za-z]:)?(?:[\w.@~-]*[/\\])+([\w.@-]+)")
+    Regex::new(r"(?:[A-Za-z]:)?(?:[\w.@~-]*[/\\])+[\w.@-]+")
         .unwrap_or_else(|e| panic!("path pattern: {e}"))
 });
 
-pub fn normalize_message(message: &str) -> String {
-    let m = MESSAGE_TOKENS.replace_all(message.trim(), |c: &Captures<'_>| {
-        if c.name("str").is_some() {
-            "<str>"
-        } else if c.name("email").is_some() {
-            "<email>"
-        } else if c.name("uuid").is_some() {
-            "<uuid>"
-        } else if c.name("ip").is_some() {
+/// The placeholder for one matched token.
+fn placeholder(tok: &str) -> &str {
+    let b = tok.as_bytes();
+    match b.first() {
+        Some(b'"' | b'\'' | b'`') => "<str>",
+        _ if tok.contains('@') => "<email>",
+        _ if b.len() == 36 && b[8] == b'-' && b[13] == b'-' => "<uuid>",
+        _ if tok.bytes().filter(|c| *c == b'.').count() == 3
+            && tok
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c == b'.' || c == b':') =>
+        {
             "<ip>"
-        } else if c.name("hex").is_some() {
-            "<hex>"
-        } else {
-            "<num>"
         }
-    });
-    m.into_owned()
+        _ if tok.starts_with("0x")
+            || tok.starts_with("0X")
+            || tok.bytes().any(|c| matches!(c, b'a'..=b'f' | b'A'..=b'F')) =>
+        {
+            "<hex>"
+        }
+        _ => "<num>",
+    }
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+fn erase(_: &str) -> &str {
+    ""
+}
+
+/// Replaces every match of `re` in `s` with `f(match)`, without captures.
+fn replace_matches(re: &Regex, s: &str, f: impl for<'m> Fn(&'m str) -> &'m str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    for m in re.find_iter(s) {
+        out.push_str(&s[last..m.start()]);
+        out.push_str(f(m.as_str()));
+        last = m.end();
+    }
+    out.push_str(&s[last..]);
+    out
+}
+
+pub fn normalize_message(message: &str) -> String {
+    replace_matches(&MESSAGE_TOKENS, message.trim(), placeholder)
 }
 
 fn looks_like_frame(line: &str) -> bool {
@@ -76,8 +108,8 @@ pub fn normalize_stack(stack: &str) -> String {
         .filter(|l| !l.is_empty() && looks_like_frame(l))
         .take(FRAMES)
     {
-        let no_paths = PATHS.replace_all(line, "$1");
-        let clean = FRAME_NOISE.replace_all(&no_paths, "");
+        let no_paths = replace_matches(&PATHS, line, base_name);
+        let clean = replace_matches(&FRAME_NOISE, &no_paths, erase);
         out.push_str(clean.trim());
         out.push('\n');
     }
