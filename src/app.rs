@@ -282,6 +282,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     if mode.worker {
         let mut wcfg = sluice_workers::WorkerConfig::new(layout.clone());
         wcfg.batch_size = cfg.worker_batch.max(1);
+        wcfg.consumers_per_shard = cfg.worker_consumers.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));

@@ -91,6 +91,9 @@ pub struct Config {
     /// How often the API key directory reloads (milliseconds).
     #[arg(long, env = "SLUICE_KEY_REFRESH_MS", default_value_t = 2000)]
     pub key_refresh_ms: u64,
+    /// Consumers per error stream in a worker process.
+    #[arg(long, env = "SLUICE_WORKER_CONSUMERS", default_value_t = 2)]
+    pub worker_consumers: usize,
     /// Entries a worker reads per batch.
     #[arg(long, env = "SLUICE_WORKER_BATCH", default_value_t = 2000)]
     pub worker_batch: usize,

@@ -22,6 +22,9 @@ fn worker(app: &TestApp, crash: bool) -> Child {
         .env("SLUICE_WORKER_BATCH", "20")
         .env("SLUICE_WORKER_RECLAIM_IDLE_MS", "500")
         .env("SLUICE_WORKER_CRASH_AFTER_CLICKHOUSE", crash.to_string())
+        // One consumer while crashing, so exactly one batch is in flight;
+        // two afterwards, so reclaiming runs beside a live consumer.
+        .env("SLUICE_WORKER_CONSUMERS", if crash { "1" } else { "2" })
         .env("SLUICE_DEV", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

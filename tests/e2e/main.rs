@@ -7,5 +7,6 @@ mod crash;
 mod errors;
 mod identity;
 mod ingest_limits;
+mod outage;
 mod support;
 mod tracking;

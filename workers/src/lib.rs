@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub layout: StreamLayout,
     /// This process's consumer name in the group.
     pub consumer: String,
+    /// Consumers per error stream in this process.
+    pub consumers_per_shard: usize,
     /// Entries read per batch.
     pub batch_size: usize,
     /// How long a `XREADGROUP` waits for entries.
@@ -50,6 +52,7 @@ impl WorkerConfig {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
+            consumers_per_shard: 2,
             batch_size: 2000,
             block: Duration::from_millis(200),
             reclaim_idle: Duration::from_secs(30),
@@ -94,13 +97,24 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for shard in 0..cfg.layout.shards {
         for kind in [consumer::Kind::Errors, consumer::Kind::Operations] {
-            tasks.spawn(consumer::run_shard(
-                cfg.clone(),
-                stores.clone(),
-                kind,
-                shard,
-                shutdown.clone(),
-            ));
+            // Several consumers per stream share its entries through the
+            // group, so one busy tenant's shard is stored in parallel.
+            let n = if kind == consumer::Kind::Errors {
+                cfg.consumers_per_shard.max(1)
+            } else {
+                1
+            };
+            for i in 0..n {
+                let mut c = cfg.clone();
+                c.consumer = format!("{}-{i}", cfg.consumer);
+                tasks.spawn(consumer::run_shard(
+                    c,
+                    stores.clone(),
+                    kind,
+                    shard,
+                    shutdown.clone(),
+                ));
+            }
         }
         tasks.spawn(timeouts::run(
             stores.redis.clone(),

@@ -20,7 +20,8 @@ struct Fold<'a> {
 }
 
 /// Folds events per group: count, first and last seen, the newest event's
-/// fields, and contexts merged key by key (newer values win).
+/// fields, and contexts merged key by key (newer values win). Sorted by
+/// group id, so concurrent upserts lock rows in one order and never deadlock.
 fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent>) -> Vec<Fold<'a>> {
     let mut by_group: HashMap<Uuid, Fold<'a>> = HashMap::new();
     let mut sorted: Vec<&ErrorEvent> = events.collect();
@@ -41,7 +42,9 @@ fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent>) -> Vec<Fold<'a>> {
             }
         }
     }
-    by_group.into_values().collect()
+    let mut folds: Vec<Fold<'a>> = by_group.into_values().collect();
+    folds.sort_by_key(|f| f.latest.group_id);
+    folds
 }
 
 fn ts(ms: i64) -> DateTime<Utc> {
