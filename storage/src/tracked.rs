@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::ch::operations::{self, OpRow};
+use crate::ch::Keyed;
 use crate::ddl::{self, DdlRecord};
 use crate::model::{OpOrigin, OpStatus, OperationEvent};
 use crate::pg::tracked_databases::{self, TrackedDatabase};
@@ -82,15 +83,11 @@ pub async fn drain_once(
             .iter()
             .map(|r| to_operation(tenant_id, db, r))
             .collect();
-        let ids: Vec<String> = events.iter().map(|(id, _)| id.clone()).collect();
-        let min = events.iter().map(|(_, e)| e.started_ms).min().unwrap_or(0);
-        let max = events.iter().map(|(_, e)| e.started_ms).max().unwrap_or(0);
-        let present = operations::existing_ids(ch, &ids, min, max).await?;
-        let rows: Vec<OpRow<'_>> = events
-            .iter()
-            .filter(|(id, _)| !present.contains(id))
-            .map(|(id, e)| OpRow::new(id, e))
-            .collect();
+        let todo = crate::ch::unstored(ch, Keyed::Operations, events.iter().collect(), |e| {
+            e.started_ms
+        })
+        .await?;
+        let rows: Vec<OpRow<'_>> = todo.iter().map(|(id, e)| OpRow::new(id, e)).collect();
         operations::insert(ch, &rows).await
     })
     .await

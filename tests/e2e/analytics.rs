@@ -33,9 +33,7 @@ async fn stats_and_trends_match_what_was_posted() {
 
     let warn_id = v["data"]["results"][6]["id"].as_str().unwrap().to_string();
     let r = app
-        .http
-        .put(app.url(&format!("/api/errors/{warn_id}/resolve")))
-        .header("X-API-Key", &app.key)
+        .put(&format!("/api/errors/{warn_id}/resolve"))
         .send()
         .await
         .unwrap();

@@ -88,9 +88,7 @@ async fn resolved_error_reopens_when_it_happens_again() {
     app.wait_count(&id, 1).await;
 
     let r = app
-        .http
-        .put(app.url(&format!("/api/errors/{id}/resolve")))
-        .header("X-API-Key", &app.key)
+        .put(&format!("/api/errors/{id}/resolve"))
         .send()
         .await
         .unwrap();
@@ -115,9 +113,7 @@ async fn resolved_error_reopens_when_it_happens_again() {
 
     let missing = uuid::Uuid::new_v4();
     let r = app
-        .http
-        .put(app.url(&format!("/api/errors/{missing}/resolve")))
-        .header("X-API-Key", &app.key)
+        .put(&format!("/api/errors/{missing}/resolve"))
         .send()
         .await
         .unwrap();
@@ -208,9 +204,7 @@ async fn delete_removes_the_group() {
     let id = e["id"].as_str().unwrap().to_string();
     app.wait_count(&id, 1).await;
     let r = app
-        .http
-        .delete(app.url(&format!("/api/errors/{id}")))
-        .header("X-API-Key", &app.key)
+        .delete(&format!("/api/errors/{id}"))
         .send()
         .await
         .unwrap();
@@ -219,9 +213,7 @@ async fn delete_removes_the_group() {
     assert_eq!(s, 404);
     assert_eq!(v, json!({"error": "error not found", "status": "error"}));
     let r = app
-        .http
-        .delete(app.url(&format!("/api/errors/{id}")))
-        .header("X-API-Key", &app.key)
+        .delete(&format!("/api/errors/{id}"))
         .send()
         .await
         .unwrap();
@@ -274,17 +266,13 @@ async fn tenants_never_see_each_other() {
     let (s, _) = app.get_json(&format!("/api/errors/{their_id}")).await;
     assert_eq!(s, 404);
     let r = app
-        .http
-        .put(app.url(&format!("/api/errors/{their_id}/resolve")))
-        .header("X-API-Key", &app.key)
+        .put(&format!("/api/errors/{their_id}/resolve"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
     let r = app
-        .http
-        .delete(app.url(&format!("/api/errors/{their_id}")))
-        .header("X-API-Key", &app.key)
+        .delete(&format!("/api/errors/{their_id}"))
         .send()
         .await
         .unwrap();

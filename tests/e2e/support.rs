@@ -91,6 +91,16 @@ impl TestApp {
         self.http.get(self.url(path)).header("X-API-Key", &self.key)
     }
 
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.put(self.url(path)).header("X-API-Key", &self.key)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .delete(self.url(path))
+            .header("X-API-Key", &self.key)
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http
             .post(self.url(path))

@@ -3,12 +3,12 @@
 //! the same transaction as the group upsert). Each store is retried with
 //! backoff while the stream keeps the data.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
 use sluice_storage::ch::events::{self, EventRow};
 use sluice_storage::ch::operations::{self, OpRow};
+use sluice_storage::ch::{self, Keyed};
 use sluice_storage::model::{ErrorEvent, OperationEvent};
 use sluice_storage::pg::error_groups;
 use sluice_storage::Result;
@@ -48,19 +48,12 @@ where
     }
 }
 
-/// Inserts the entries into ClickHouse; when `reclaimed`, first drops the
-/// ones an earlier attempt already stored.
-pub async fn to_clickhouse(stores: &Stores, entries: &[Entry], reclaimed: bool) -> Result<usize> {
+/// Inserts the entries into ClickHouse; when `dedup` (a reclaimed batch,
+/// or a retry), first drops the ones an earlier attempt already stored.
+pub async fn to_clickhouse(stores: &Stores, entries: &[Entry], dedup: bool) -> Result<usize> {
     let mut todo: Vec<&Entry> = entries.iter().collect();
-    if reclaimed && !todo.is_empty() {
-        let ids: Vec<String> = todo.iter().map(|(id, _)| id.clone()).collect();
-        let min = todo.iter().map(|(_, e)| e.ts_ms).min().unwrap_or(0);
-        let max = todo.iter().map(|(_, e)| e.ts_ms).max().unwrap_or(0);
-        let present: HashSet<String> = events::existing_ids(&stores.ch, &ids, min, max)
-            .await?
-            .into_iter()
-            .collect();
-        todo.retain(|(id, _)| !present.contains(id));
+    if dedup {
+        todo = ch::unstored(&stores.ch, Keyed::ErrorEvents, todo, |e| e.ts_ms).await?;
     }
     let rows: Vec<EventRow<'_>> = todo.iter().map(|(id, e)| EventRow::new(id, e)).collect();
     events::insert(&stores.ch, &rows).await?;
@@ -74,15 +67,8 @@ pub async fn operations_to_clickhouse(
     dedup: bool,
 ) -> Result<usize> {
     let mut todo: Vec<&(String, OperationEvent)> = entries.iter().collect();
-    if dedup && !todo.is_empty() {
-        let ids: Vec<String> = todo.iter().map(|(id, _)| id.clone()).collect();
-        let min = todo.iter().map(|(_, e)| e.started_ms).min().unwrap_or(0);
-        let max = todo.iter().map(|(_, e)| e.started_ms).max().unwrap_or(0);
-        let present: HashSet<String> = operations::existing_ids(&stores.ch, &ids, min, max)
-            .await?
-            .into_iter()
-            .collect();
-        todo.retain(|(id, _)| !present.contains(id));
+    if dedup {
+        todo = ch::unstored(&stores.ch, Keyed::Operations, todo, |e| e.started_ms).await?;
     }
     let rows: Vec<OpRow<'_>> = todo.iter().map(|(id, e)| OpRow::new(id, e)).collect();
     operations::insert(&stores.ch, &rows).await?;

@@ -71,29 +71,6 @@ pub async fn insert(client: &Client, rows: &[EventRow<'_>]) -> Result<()> {
     Ok(())
 }
 
-/// Which of `event_ids` (all from `[min_ms, max_ms]`) are already stored.
-/// Used only for reclaimed entries, so a retried batch inserts no twins.
-pub async fn existing_ids(
-    client: &Client,
-    event_ids: &[String],
-    min_ms: i64,
-    max_ms: i64,
-) -> Result<Vec<String>> {
-    if event_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(client
-        .query(
-            "SELECT event_id FROM error_events
-             WHERE timestamp >= toDateTime(?) AND timestamp <= toDateTime(?) AND has(?, event_id)",
-        )
-        .bind((min_ms / 1000 - 1).max(0))
-        .bind(max_ms / 1000 + 1)
-        .bind(event_ids)
-        .fetch_all::<String>()
-        .await?)
-}
-
 /// Occurrences of a tenant stored since `since` (from the rollups: the
 /// hourly one for whole hours, the five-minute one for the part before).
 pub async fn count_since(client: &Client, tenant_id: Uuid, since: DateTime<Utc>) -> Result<u64> {

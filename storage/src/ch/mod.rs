@@ -37,3 +37,54 @@ fn server_client(cfg: &ChConfig) -> Client {
     }
     c
 }
+
+/// The tables whose rows carry the identity of what they were made from
+/// (`event_id`: a stream entry, or a tracked database's queue row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyed {
+    ErrorEvents,
+    Operations,
+}
+
+impl Keyed {
+    fn table_and_time(self) -> (&'static str, &'static str) {
+        match self {
+            Keyed::ErrorEvents => ("error_events", "timestamp"),
+            Keyed::Operations => ("operations", "started_at"),
+        }
+    }
+}
+
+/// Keeps the items whose id is not yet stored in `table`, so a retried or
+/// reclaimed batch inserts no twins. `ts_ms` gives each item's time, which
+/// bounds the partitions the check reads.
+pub async fn unstored<'a, T>(
+    client: &Client,
+    table: Keyed,
+    items: Vec<&'a (String, T)>,
+    ts_ms: impl Fn(&T) -> i64,
+) -> crate::Result<Vec<&'a (String, T)>> {
+    if items.is_empty() {
+        return Ok(items);
+    }
+    let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+    let min = items.iter().map(|(_, t)| ts_ms(t)).min().unwrap_or(0);
+    let max = items.iter().map(|(_, t)| ts_ms(t)).max().unwrap_or(0);
+    let (name, time) = table.table_and_time();
+    let present: std::collections::HashSet<String> = client
+        .query(&format!(
+            "SELECT event_id FROM {name}
+             WHERE {time} >= toDateTime(?) AND {time} <= toDateTime(?) AND has(?, event_id)"
+        ))
+        .bind((min / 1000 - 1).max(0))
+        .bind(max / 1000 + 1)
+        .bind(ids)
+        .fetch_all::<String>()
+        .await?
+        .into_iter()
+        .collect();
+    Ok(items
+        .into_iter()
+        .filter(|(id, _)| !present.contains(id))
+        .collect())
+}

@@ -63,28 +63,6 @@ pub async fn insert(client: &Client, rows: &[OpRow<'_>]) -> Result<()> {
     Ok(())
 }
 
-/// Which of `event_ids` (operations started within `[min_ms, max_ms]`) are stored.
-pub async fn existing_ids(
-    client: &Client,
-    event_ids: &[String],
-    min_ms: i64,
-    max_ms: i64,
-) -> Result<Vec<String>> {
-    if event_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(client
-        .query(
-            "SELECT event_id FROM operations
-             WHERE started_at >= toDateTime(?) AND started_at <= toDateTime(?) AND has(?, event_id)",
-        )
-        .bind((min_ms / 1000 - 1).max(0))
-        .bind(max_ms / 1000 + 1)
-        .bind(event_ids)
-        .fetch_all::<String>()
-        .await?)
-}
-
 /// One history entry.
 #[derive(Debug, Clone, Row, Deserialize)]
 pub struct HistoryRow {
