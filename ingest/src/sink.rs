@@ -42,6 +42,9 @@ pub struct SinkConfig {
     pub max_pipeline: usize,
     /// Unprocessed entries across all shards before ingest refuses more.
     pub max_backlog: u64,
+    /// Event bytes waiting for Redis, across all writers, before ingest
+    /// refuses more: the bound on the sink's memory.
+    pub max_inflight_bytes: usize,
     pub redis_timeout: Duration,
 }
 
@@ -49,9 +52,10 @@ impl Default for SinkConfig {
     fn default() -> Self {
         Self {
             writers: 4,
-            queue_per_writer: 2048,
+            queue_per_writer: 1024,
             max_pipeline: 4096,
             max_backlog: 5_000_000,
+            max_inflight_bytes: 64 << 20,
             redis_timeout: Duration::from_secs(5),
         }
     }
@@ -64,6 +68,8 @@ pub struct StreamSink {
     layout: StreamLayout,
     over_backlog: Arc<AtomicBool>,
     backlog: Arc<AtomicU64>,
+    /// One permit per KiB of event bytes in flight.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl StreamSink {
@@ -88,7 +94,9 @@ impl StreamSink {
         let keys = (0..layout.shards)
             .map(|s| Arc::from(layout.errors_key(s)))
             .collect();
+        let kib = (cfg.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Arc::new(Self {
+            inflight: Arc::new(tokio::sync::Semaphore::new(kib)),
             queues,
             next: AtomicUsize::new(0),
             keys,
@@ -112,6 +120,13 @@ impl StreamSink {
         if self.over_backlog.load(Ordering::Relaxed) {
             return Err(SinkError::Backlog);
         }
+        let bytes: usize = payloads.iter().map(Bytes::len).sum();
+        let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX);
+        let _permit = self
+            .inflight
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| SinkError::QueueFull)?;
         let key = self.keys[usize::from(self.layout.shard_of(tenant_id))].clone();
         let (reply, rx) = oneshot::channel();
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
