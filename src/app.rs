@@ -162,6 +162,49 @@ async fn bootstrap_admin(
     Ok(())
 }
 
+/// Runs the workers on their own one-thread runtime, on an OS thread of
+/// their own; the receiver resolves when they have stopped.
+fn spawn_worker_runtime(
+    cfg: Config,
+    wcfg: sluice_workers::WorkerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sluice-worker".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("sluice-worker")
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => rt.block_on(async move {
+                    let stores = async {
+                        anyhow::Ok(sluice_workers::Stores {
+                            redis: sluice_storage::redis_pool(&cfg.redis_url, 16)?,
+                            pg: pg::connect(&cfg.database_url, cfg.pg_pool_size.min(10)).await?,
+                            ch: ch::client(&ch_config(&cfg)),
+                        })
+                    };
+                    match stores.await {
+                        Ok(stores) => {
+                            if let Err(e) = sluice_workers::run(wcfg, stores, shutdown).await {
+                                tracing::error!(error = %e, "workers stopped with an error");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "workers could not reach their stores")
+                        }
+                    }
+                }),
+                Err(e) => tracing::error!(error = %e, "worker runtime could not start"),
+            }
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
+}
+
 /// Starts the tiers of `mode`.
 pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     let pg = migrate(cfg).await?;
@@ -287,17 +330,26 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
         wcfg.secrets = Some(secrets.clone());
-        let stores = sluice_workers::Stores {
-            redis: redis.clone(),
-            pg: pg.clone(),
-            ch: ch.clone(),
-        };
         let rx = shutdown_rx.clone();
-        tasks.spawn(async move {
-            if let Err(e) = sluice_workers::run(wcfg, stores, rx).await {
-                tracing::error!(error = %e, "workers stopped with an error");
-            }
-        });
+        if mode.ingest || mode.api {
+            // Beside the HTTP tiers, workers get a runtime (and pools) of
+            // their own: a batch being decoded never delays a request.
+            let done = spawn_worker_runtime(cfg.clone(), wcfg, rx)?;
+            tasks.spawn(async move {
+                let _ = done.await;
+            });
+        } else {
+            let stores = sluice_workers::Stores {
+                redis: redis.clone(),
+                pg: pg.clone(),
+                ch: ch.clone(),
+            };
+            tasks.spawn(async move {
+                if let Err(e) = sluice_workers::run(wcfg, stores, rx).await {
+                    tracing::error!(error = %e, "workers stopped with an error");
+                }
+            });
+        }
     }
 
     let mut addr = None;

@@ -55,6 +55,10 @@ fn benches(c: &mut Criterion) {
     g.bench_function("scrub_str", |b| {
         b.iter(|| black_box(scrub_str(black_box("Database connection failed for user 4242 (request 550e8400-e29b-41d4-a716-446655440000)"))))
     });
+    let long_stack = STACK.repeat(4);
+    g.bench_function("scrub_stack_1500b", |b| {
+        b.iter(|| black_box(scrub_str(black_box(&long_stack))))
+    });
     let body = event_json(7);
     let scrub = ScrubConfig::default();
     let m = meta();

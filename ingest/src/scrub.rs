@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use aho_corasick::AhoCorasick;
 use regex::{Captures, Regex};
 use serde_json::Value;
 
@@ -63,6 +64,40 @@ static SECRETS: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|e| panic!("secret pattern: {e}"))
 });
 
+/// Words every secret pattern contains: strings without any of them skip
+/// the (case-insensitive, many-branched) secret pattern entirely.
+static SECRET_HINTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build([
+            "bearer", "key", "token", "secret", "passw", "pwd", "_live_", "_test_", "akia", "ghp_",
+            "gho_", "ghu_", "ghs_", "ghr_", "xox", "eyj",
+        ])
+        .unwrap_or_else(|e| panic!("secret hints: {e}"))
+});
+
+/// Whether `s` has 13 or more digits in a row (single spaces or dashes
+/// allowed between them): the least a card number needs.
+fn has_long_digit_run(s: &str) -> bool {
+    let mut run = 0;
+    let mut prev_sep = false;
+    for b in s.bytes() {
+        if b.is_ascii_digit() {
+            run += 1;
+            prev_sep = false;
+            if run >= 13 {
+                return true;
+            }
+        } else if (b == b' ' || b == b'-') && run > 0 && !prev_sep {
+            prev_sep = true;
+        } else {
+            run = 0;
+            prev_sep = false;
+        }
+    }
+    false
+}
+
 fn luhn(digits: &[u8]) -> bool {
     let mut sum = 0u32;
     for (i, d) in digits.iter().rev().enumerate() {
@@ -81,7 +116,7 @@ fn luhn(digits: &[u8]) -> bool {
 /// Scrubs one string; borrows when nothing matched.
 pub fn scrub_str(s: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(s);
-    if SECRETS.is_match(&out) {
+    if SECRET_HINTS.is_match(s) && SECRETS.is_match(&out) {
         let replaced = SECRETS
             .replace_all(&out, |c: &Captures<'_>| {
                 let lead = c
@@ -96,7 +131,7 @@ pub fn scrub_str(s: &str) -> Cow<'_, str> {
     if out.contains('@') && EMAIL.is_match(&out) {
         out = Cow::Owned(EMAIL.replace_all(&out, "[email]").into_owned());
     }
-    if CARD.is_match(&out) {
+    if has_long_digit_run(&out) && CARD.is_match(&out) {
         let replaced = CARD
             .replace_all(&out, |c: &Captures<'_>| {
                 let digits: Vec<u8> = c
@@ -186,6 +221,14 @@ mod tests {
         );
         assert_eq!(scrub_str("key sk_live_abcdefgh12345678"), "key [redacted]");
         assert!(matches!(scrub_str("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn digit_runs_gate_the_card_pattern() {
+        assert!(has_long_digit_run("4111 1111 1111 1111"));
+        assert!(has_long_digit_run("x 4111-1111-1111-1111 y"));
+        assert!(!has_long_digit_run("order 12345 line 678 col 9"));
+        assert!(!has_long_digit_run("ids 1234567 and 1234567"));
     }
 
     #[test]
