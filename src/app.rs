@@ -271,13 +271,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 ..Default::default()
             },
         );
-        let mut scrub = sluice_ingest::scrub::ScrubConfig {
-            enabled: cfg.pii_scrub,
-            ..Default::default()
-        };
-        scrub
-            .sensitive_keys
-            .extend(cfg.pii_extra_keys.iter().map(|k| k.to_ascii_lowercase()));
+        let scrub = sluice_ingest::scrub::ScrubConfig::new(cfg.pii_scrub, &cfg.pii_extra_keys);
         let tracking = sluice_ingest::tracking::Tracking::new(
             sluice_ingest::tracking::TrackingConfig {
                 rate_limit_per_min: if cfg.tracking_rate_limits { 100 } else { 0 },
@@ -325,7 +319,9 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     if mode.worker {
         let mut wcfg = sluice_workers::WorkerConfig::new(layout.clone());
         wcfg.batch_size = cfg.worker_batch.max(1);
-        wcfg.consumers_per_shard = cfg.worker_consumers.max(1);
+        wcfg.consumers = cfg.worker_consumers.max(1);
+        wcfg.linger = std::time::Duration::from_millis(cfg.worker_linger_ms);
+        wcfg.read_count = cfg.worker_read_count.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
@@ -359,7 +355,12 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             .with_context(|| format!("binding {}", cfg.addr))?;
         addr = Some(listener.local_addr()?);
         let dispatch = Arc::new(Dispatch { ingest, api });
-        tasks.spawn(server::serve(listener, dispatch, shutdown_rx.clone()));
+        tasks.spawn(server::serve(
+            listener,
+            dispatch,
+            cfg.max_connections,
+            shutdown_rx.clone(),
+        ));
     }
 
     Ok(Running {

@@ -82,7 +82,11 @@ pub struct Config {
     /// Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
     #[arg(long, env = "SLUICE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Unprocessed stream entries above which ingest answers 503.
+    /// Open connections a listener serves at once; more wait in the
+    /// kernel's accept queue.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Unprocessed events in the streams above which ingest answers 503.
     #[arg(long, env = "SLUICE_MAX_BACKLOG", default_value_t = 5_000_000)]
     pub max_backlog: u64,
     /// Seconds stats and trends answers are cached.
@@ -91,12 +95,19 @@ pub struct Config {
     /// How often the API key directory reloads (milliseconds).
     #[arg(long, env = "SLUICE_KEY_REFRESH_MS", default_value_t = 2000)]
     pub key_refresh_ms: u64,
-    /// Consumers per error stream in a worker process.
-    #[arg(long, env = "SLUICE_WORKER_CONSUMERS", default_value_t = 2)]
+    /// Consumers of the error streams in a worker process.
+    #[arg(long, env = "SLUICE_WORKER_CONSUMERS", default_value_t = 1)]
     pub worker_consumers: usize,
-    /// Entries a worker reads per batch.
-    #[arg(long, env = "SLUICE_WORKER_BATCH", default_value_t = 2000)]
+    /// Events a worker stores per batch at most.
+    #[arg(long, env = "SLUICE_WORKER_BATCH", default_value_t = 50_000)]
     pub worker_batch: usize,
+    /// How long a worker batch waits for more events after its first (ms):
+    /// few large ClickHouse inserts instead of many small ones.
+    #[arg(long, env = "SLUICE_WORKER_LINGER_MS", default_value_t = 500)]
+    pub worker_linger_ms: u64,
+    /// Entries a worker asks of each stream per read.
+    #[arg(long, env = "SLUICE_WORKER_READ_COUNT", default_value_t = 64)]
+    pub worker_read_count: usize,
     /// Pending entries idle this long are reclaimed from dead consumers (ms).
     #[arg(long, env = "SLUICE_WORKER_RECLAIM_IDLE_MS", default_value_t = 30_000)]
     pub worker_reclaim_idle_ms: u64,

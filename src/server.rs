@@ -63,15 +63,25 @@ fn health() -> Response<Body> {
 }
 
 /// Accepts connections until `shutdown` turns true, then lets open
-/// requests finish (up to 10 s).
+/// requests finish (up to 10 s). At most `max_connections` are served at
+/// once; further ones wait in the kernel's accept queue.
 pub async fn serve(
     listener: TcpListener,
     dispatch: Arc<Dispatch>,
+    max_connections: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -96,6 +106,7 @@ pub async fn serve(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(slot);
                 });
             }
             _ = shutdown.changed() => break,

@@ -1,38 +1,28 @@
-//! Micro-benchmarks of the ingest hot path: normalisation and
-//! fingerprinting, event decoding (validation, scrubbing, fingerprint), and
-//! the stream wire format.
+//! Micro-benchmarks of the hot path: normalisation and fingerprinting,
+//! event decoding (validation, scrubbing, fingerprint), the stream wire
+//! format, and the worker's side of it (entry decoding, rows for
+//! ClickHouse, the per-batch fold for Postgres).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sluice_benches::{batch_body, event_json, meta, STACK};
 use sluice_ingest::event::{decode, RequestMeta};
 use sluice_ingest::fingerprint::{fingerprint, normalize_message, normalize_stack};
-use sluice_ingest::scrub::scrub_str;
-use sluice_ingest::scrub::ScrubConfig;
+use sluice_ingest::scrub::{scrub_str, ScrubConfig};
+use sluice_storage::ch::events::EventRow;
+use sluice_storage::model::ErrorEvent;
 use sluice_storage::wire;
 
-const STACK: &str = "Error: Connection timeout after 3000ms\n    at Database.connect (/srv/app/releases/20250120/src/db/pool.js:142:17)\n    at async UserRepository.find (/srv/app/releases/20250120/src/users/repo.js:88:5)\n    at async handler (/srv/app/releases/20250120/src/routes/users.js:31:12)\n    at async Layer.handle (/srv/app/node_modules/express/lib/router/layer.js:95:5)";
-
-fn event_json(i: u32) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "level": "error",
-        "message": format!("Database connection failed for user {i} (request 550e8400-e29b-41d4-a716-44665544{i:04})"),
-        "stack_trace": STACK,
-        "context": {"user_id": i.to_string(), "session_id": "abc-def-ghi", "password": "hunter2", "email": "bob@example.com"},
-        "source": "backend",
-        "environment": "production",
-        "url": "https://api.example.com/users?page=2"
-    }))
-    .unwrap_or_default()
-}
-
-fn meta() -> RequestMeta {
-    RequestMeta {
-        tenant_id: uuid::Uuid::from_u128(42),
-        ts_ms: 1_700_000_000_000,
-        user_agent: Some("bench/1.0".into()),
-        ip_address: Some("10.1.2.3".into()),
-    }
+fn decode_all<'a>(
+    bodies: &'a [Vec<u8>],
+    m: &'a RequestMeta,
+    s: &ScrubConfig,
+) -> Vec<ErrorEvent<'a>> {
+    bodies
+        .iter()
+        .map(|b| decode(b, m, s).unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
@@ -43,21 +33,20 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = i.wrapping_add(1);
             let msg = format!("Timeout after {i} ms for order {}", i * 7);
-            black_box(fingerprint(&msg, Some(STACK), "backend"))
+            black_box(fingerprint(&msg, Some(&STACK), "backend"))
         })
     });
     g.bench_function("normalize_message", |b| {
         b.iter(|| black_box(normalize_message(black_box("Database connection failed for user 4242 (request 550e8400-e29b-41d4-a716-446655440000) at 10.0.0.12:5432 'primary'"))))
     });
     g.bench_function("normalize_stack", |b| {
-        b.iter(|| black_box(normalize_stack(black_box(STACK))))
+        b.iter(|| black_box(normalize_stack(black_box(&STACK))))
     });
     g.bench_function("scrub_str", |b| {
         b.iter(|| black_box(scrub_str(black_box("Database connection failed for user 4242 (request 550e8400-e29b-41d4-a716-446655440000)"))))
     });
-    let long_stack = STACK.repeat(4);
-    g.bench_function("scrub_stack_1500b", |b| {
-        b.iter(|| black_box(scrub_str(black_box(&long_stack))))
+    g.bench_function("scrub_stack", |b| {
+        b.iter(|| black_box(scrub_str(black_box(&STACK))))
     });
     let body = event_json(7);
     let scrub = ScrubConfig::default();
@@ -65,16 +54,131 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode_event", |b| {
         b.iter(|| black_box(decode(black_box(&body), &m, &scrub)))
     });
-    let ev = decode(&body, &m, &scrub).unwrap_or_else(|e| panic!("{e}"));
-    g.bench_function("wire_encode", |b| {
-        b.iter(|| black_box(wire::encode(black_box(&ev))))
+    g.finish();
+
+    // A batch of 100 realistic events (about 2 KB each), per event.
+    let mut g = c.benchmark_group("batch_100");
+    g.throughput(Throughput::Elements(100));
+    let bodies: Vec<Vec<u8>> = (0..100).map(event_json).collect();
+    g.bench_function("decode_events", |b| {
+        b.iter(|| black_box(decode_all(black_box(&bodies), &m, &scrub)))
     });
-    let bytes = wire::encode(&ev);
+    let events = decode_all(&bodies, &m, &scrub);
+    g.bench_function("wire_encode", |b| {
+        b.iter(|| black_box(wire::encode(black_box(&events))))
+    });
+    let envelope = wire::encode(&events);
     g.bench_function("wire_decode", |b| {
-        b.iter(|| black_box(wire::decode("1-0", black_box(&bytes))))
+        b.iter(|| black_box(wire::decode("1-0", black_box(&envelope))))
+    });
+    let ids: Vec<String> = (0..100)
+        .map(|i| format!("sluice:errors:{{1}}/1700000000000-0/{i}"))
+        .collect();
+    g.bench_function("clickhouse_rows", |b| {
+        b.iter(|| {
+            let decoded = wire::decode("1-0", black_box(&envelope)).unwrap_or_default();
+            let rows: Vec<EventRow<'_>> = ids
+                .iter()
+                .zip(&decoded)
+                .map(|(id, e)| EventRow::new(id, e))
+                .collect();
+            black_box(sluice_benches::row_binary(&rows))
+        })
+    });
+    let batch = batch_body(100);
+    let gz = sluice_benches::gzip(&batch);
+    g.bench_function("gunzip_body", |b| {
+        b.iter(|| black_box(sluice_benches::gunzip(black_box(&gz))))
+    });
+    g.bench_function("split_and_decode_batch_body", |b| {
+        b.iter(|| {
+            let raws: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(black_box(&batch)).unwrap_or_default();
+            let n = raws
+                .iter()
+                .filter(|r| decode(r.get().as_bytes(), &m, &scrub).is_ok())
+                .count();
+            black_box(n)
+        })
     });
     g.finish();
 }
 
-criterion_group!(hot_path, benches);
+/// The load generator's own events (PII-heavy contexts, 8-20 frame
+/// stacks), and the parts of decoding them.
+fn loadgen(c: &mut Criterion) {
+    let bodies = sluice_benches::loadgen_events(200);
+    let m = meta();
+    let scrub = ScrubConfig::default();
+    let mut g = c.benchmark_group("loadgen_200");
+    g.throughput(Throughput::Elements(bodies.len() as u64));
+    g.bench_function("decode_events", |b| {
+        b.iter(|| black_box(decode_all(black_box(&bodies), &m, &scrub)))
+    });
+    let off = ScrubConfig::disabled();
+    let mut array = b"[".to_vec();
+    for (i, b) in bodies.iter().enumerate() {
+        if i > 0 {
+            array.push(b',');
+        }
+        array.extend_from_slice(b);
+    }
+    array.push(b']');
+    let gz = sluice_benches::gzip(&array);
+    g.bench_function("gunzip_body", |b| {
+        b.iter(|| black_box(sluice_benches::gunzip(black_box(&gz))))
+    });
+    g.bench_function("split_body", |b| {
+        b.iter(|| {
+            let raws: Vec<&serde_json::value::RawValue> =
+                serde_json::from_slice(black_box(&array)).unwrap_or_default();
+            black_box(raws.len())
+        })
+    });
+    g.bench_function("decode_events_unscrubbed", |b| {
+        b.iter(|| black_box(decode_all(black_box(&bodies), &m, &off)))
+    });
+    let values: Vec<serde_json::Value> = bodies
+        .iter()
+        .map(|b| serde_json::from_slice(b).unwrap_or_default())
+        .collect();
+    let strings: Vec<String> = values
+        .iter()
+        .flat_map(|v| {
+            ["message", "stack_trace", "url"]
+                .into_iter()
+                .filter_map(|k| v[k].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    g.bench_function("scrub_strings", |b| {
+        b.iter(|| {
+            for s in &strings {
+                black_box(scrub_str(black_box(s)));
+            }
+        })
+    });
+    let contexts: Vec<String> = values.iter().map(|v| v["context"].to_string()).collect();
+    g.bench_function("scrub_contexts", |b| {
+        b.iter(|| {
+            for c in &contexts {
+                black_box(sluice_ingest::context::scrub(black_box(c), &scrub).ok());
+            }
+        })
+    });
+    g.bench_function("fingerprints", |b| {
+        b.iter(|| {
+            for v in &values {
+                black_box(fingerprint(
+                    v["message"].as_str().unwrap_or(""),
+                    v["stack_trace"].as_str(),
+                    "backend",
+                ));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(hot_path, benches, loadgen);
 criterion_main!(hot_path);

@@ -1,12 +1,19 @@
 //! Reading a request body within its caps: the bytes on the wire are
 //! limited while they arrive, and decompression (gzip, zstd) stops at the
 //! decompressed cap, so a zip bomb costs at most that much memory.
+//!
+//! Every byte held — as received, and as decompressed — also takes a
+//! share of one [`Budget`] for the whole process: when concurrent requests
+//! would hold more than it, the newcomer is refused (503) instead of
+//! memory growing with the number of connections.
 
 use std::io::Read;
+use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::response::Rejection;
 
@@ -37,59 +44,178 @@ fn too_large(limit: usize) -> Rejection {
     Rejection::too_large(format!("request body exceeds {limit} bytes"))
 }
 
+fn overloaded() -> Rejection {
+    Rejection::unavailable("overloaded", "ingest is overloaded, retry later", 1)
+}
+
+/// Request bytes the whole process may hold at once.
+#[derive(Clone, Debug)]
+pub struct Budget {
+    /// One permit per KiB.
+    kib: Arc<Semaphore>,
+}
+
+/// A share of the [`Budget`], returned when dropped.
+#[derive(Debug, Default)]
+pub struct Held {
+    permits: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Self {
+        let kib = (bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            kib: Arc::new(Semaphore::new(kib)),
+        }
+    }
+
+    /// Grows `held` to cover `bytes`; false when the budget has no room.
+    fn cover(&self, held: &mut Held, bytes: usize) -> bool {
+        if bytes <= held.bytes {
+            return true;
+        }
+        let need = bytes.div_ceil(1024) - held.bytes.div_ceil(1024);
+        let Ok(n) = u32::try_from(need) else {
+            return false;
+        };
+        if n > 0 {
+            match self.kib.clone().try_acquire_many_owned(n) {
+                Ok(p) => match &mut held.permits {
+                    Some(all) => all.merge(p),
+                    None => held.permits = Some(p),
+                },
+                Err(_) => return false,
+            }
+        }
+        held.bytes = bytes;
+        true
+    }
+}
+
+impl Default for Budget {
+    /// 64 MiB.
+    fn default() -> Self {
+        Self::new(64 << 20)
+    }
+}
+
+/// A request body read whole, decompressed, with its share of the budget.
+#[derive(Debug)]
+pub struct Body {
+    pub bytes: Bytes,
+    _held: Held,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Bodies above this size are decompressed off the async workers.
 const INLINE_DECOMPRESS: usize = 64 * 1024;
+/// Decompressed output is covered by the budget in steps of this size.
+const STEP: usize = 256 * 1024;
 
-fn decompress(enc: Encoding, raw: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
-    let mut out = Vec::with_capacity((raw.len() * 4).min(limit));
-    let cap = limit as u64 + 1;
-    let res = match enc {
-        Encoding::Identity => return Ok(raw.to_vec()),
-        Encoding::Gzip => flate2::read::MultiGzDecoder::new(raw)
-            .take(cap)
-            .read_to_end(&mut out),
-        Encoding::Zstd => {
-            zstd::stream::read::Decoder::new(raw).and_then(|d| d.take(cap).read_to_end(&mut out))
+fn decompress(
+    enc: Encoding,
+    raw: &[u8],
+    limit: usize,
+    budget: &Budget,
+) -> Result<(Vec<u8>, Held), Rejection> {
+    let mut held = Held::default();
+    let mut reader: Box<dyn Read + '_> = match enc {
+        Encoding::Identity => {
+            if !budget.cover(&mut held, raw.len()) {
+                return Err(overloaded());
+            }
+            return Ok((raw.to_vec(), held));
         }
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Encoding::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(raw)
+                .map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?,
+        ),
     };
-    res.map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?;
-    if out.len() > limit {
-        return Err(Rejection::too_large(format!(
-            "decompressed body exceeds {limit} bytes"
-        )));
+    let mut out: Vec<u8> = Vec::with_capacity((raw.len() * 8).min(limit + 1).min(STEP));
+    loop {
+        if !budget.cover(&mut held, (out.len() + STEP).min(limit + 1)) {
+            return Err(overloaded());
+        }
+        let n = (&mut reader)
+            .take(STEP as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?;
+        if out.len() > limit {
+            return Err(Rejection::too_large(format!(
+                "decompressed body exceeds {limit} bytes"
+            )));
+        }
+        if n == 0 {
+            return Ok((out, held));
+        }
     }
-    Ok(out)
 }
 
 /// Reads the whole body, decompressed, at most `limit` bytes either way.
-pub async fn read<B>(headers: &HeaderMap, body: B, limit: usize) -> Result<Bytes, Rejection>
+pub async fn read<B>(
+    headers: &HeaderMap,
+    mut body: B,
+    limit: usize,
+    budget: &Budget,
+) -> Result<Body, Rejection>
 where
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let enc = encoding(headers)?;
-    if let Some(len) = headers
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(too_large(limit));
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large(limit));
+    }
+    let mut held = Held::default();
+    if !budget.cover(&mut held, declared.unwrap_or(0)) {
+        return Err(overloaded());
+    }
+    let mut raw = BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| Rejection::bad_request(format!("could not read body: {}", e.into())))?;
+        if let Ok(data) = frame.into_data() {
+            if raw.len() + data.len() > limit {
+                return Err(too_large(limit));
+            }
+            if !budget.cover(&mut held, raw.len() + data.len()) {
+                return Err(overloaded());
+            }
+            raw.extend_from_slice(&data);
         }
     }
-    let raw = match Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
-        Err(e) => return Err(Rejection::bad_request(format!("could not read body: {e}"))),
+    let raw = raw.freeze();
+    let (bytes, held) = match enc {
+        Encoding::Identity => (raw, held),
+        _ if raw.len() <= INLINE_DECOMPRESS => {
+            let (out, out_held) = decompress(enc, &raw, limit, budget)?;
+            (Bytes::from(out), out_held)
+        }
+        _ => {
+            let budget = budget.clone();
+            let (out, out_held) =
+                tokio::task::spawn_blocking(move || decompress(enc, &raw, limit, &budget))
+                    .await
+                    .map_err(|e| {
+                        Rejection::bad_request(format!("could not decompress body: {e}"))
+                    })??;
+            (Bytes::from(out), out_held)
+        }
     };
-    match enc {
-        Encoding::Identity => Ok(raw),
-        _ if raw.len() <= INLINE_DECOMPRESS => decompress(enc, &raw, limit).map(Bytes::from),
-        _ => tokio::task::spawn_blocking(move || decompress(enc, &raw, limit))
-            .await
-            .map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?
-            .map(Bytes::from),
-    }
+    // the compressed bytes (and their share) are gone by now
+    Ok(Body { bytes, _held: held })
 }
 
 #[cfg(test)]
@@ -97,26 +223,61 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
     #[test]
     fn gzip_bomb_stops_at_the_cap() {
-        let zeros = vec![0u8; 4 << 20];
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        enc.write_all(&zeros).unwrap();
-        let gz = enc.finish().unwrap();
+        let gz = gzip(&vec![0u8; 4 << 20]);
         assert!(gz.len() < 64 * 1024);
-        let err = decompress(Encoding::Gzip, &gz, 1 << 20).unwrap_err();
+        let budget = Budget::default();
+        let err = decompress(Encoding::Gzip, &gz, 1 << 20, &budget).unwrap_err();
         assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
-        assert_eq!(
-            decompress(Encoding::Gzip, &gz, 8 << 20).unwrap().len(),
-            4 << 20
-        );
+        let (out, held) = decompress(Encoding::Gzip, &gz, 8 << 20, &budget).unwrap();
+        assert_eq!(out.len(), 4 << 20);
+        assert!(held.bytes >= out.len());
     }
 
     #[test]
     fn zstd_round_trips_and_garbage_is_a_400() {
         let z = zstd::encode_all(&b"hello"[..], 3).unwrap();
-        assert_eq!(decompress(Encoding::Zstd, &z, 100).unwrap(), b"hello");
-        let err = decompress(Encoding::Gzip, b"not gzip", 100).unwrap_err();
+        let budget = Budget::default();
+        assert_eq!(
+            decompress(Encoding::Zstd, &z, 100, &budget).unwrap().0,
+            b"hello"
+        );
+        let err = decompress(Encoding::Gzip, b"not gzip", 100, &budget).unwrap_err();
         assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_budget_refuses_past_its_size_and_frees_on_drop() {
+        let budget = Budget::new(1 << 20);
+        let gz = gzip(&vec![7u8; 600 << 10]);
+        let (_, held) = decompress(Encoding::Gzip, &gz, 8 << 20, &budget).unwrap();
+        // the first body holds most of the budget: a second one is refused
+        let err = decompress(Encoding::Gzip, &gz, 8 << 20, &budget).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.retry_after.is_some());
+        drop(held);
+        assert!(decompress(Encoding::Gzip, &gz, 8 << 20, &budget).is_ok());
+    }
+
+    #[tokio::test]
+    async fn read_counts_what_arrives() {
+        let budget = Budget::new(64 << 10);
+        let headers = HeaderMap::new();
+        let small = http_body_util::Full::new(Bytes::from(vec![1u8; 10 << 10]));
+        let body = read(&headers, small, 1 << 20, &budget).await.unwrap();
+        assert_eq!(body.len(), 10 << 10);
+        let big = http_body_util::Full::new(Bytes::from(vec![1u8; 60 << 10]));
+        let err = read(&headers, big, 1 << 20, &budget).await.unwrap_err();
+        assert_eq!(err.status, http::StatusCode::SERVICE_UNAVAILABLE);
+        drop(body);
+        let big = http_body_util::Full::new(Bytes::from(vec![1u8; 60 << 10]));
+        assert!(read(&headers, big, 1 << 20, &budget).await.is_ok());
     }
 }

@@ -1,25 +1,64 @@
 //! Decoding and validating one posted error into an [`ErrorEvent`]:
 //! defaults, level check, PII scrubbing, then the fingerprint and group id.
+//! Strings borrow from the request body unless they had JSON escapes or
+//! scrubbing changed them.
 
-use serde::Deserialize;
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sluice_storage::model::{group_id, ErrorEvent, Level};
 use uuid::Uuid;
 
 use crate::fingerprint::fingerprint;
 use crate::scrub::ScrubConfig;
 
+/// A JSON string, borrowed from the body when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Str<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
 /// The contract's request body.
-#[derive(Debug, Deserialize)]
-struct RawEvent {
-    level: Option<String>,
-    message: Option<String>,
-    stack_trace: Option<String>,
-    context: Option<Value>,
-    source: Option<String>,
-    environment: Option<String>,
-    url: Option<String>,
-    fingerprint: Option<String>,
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    level: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    message: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    stack_trace: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    environment: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    url: Option<Str<'a>>,
+    #[serde(borrow, default)]
+    fingerprint: Option<Str<'a>>,
 }
 
 /// Facts about the request, the same for every event in it.
@@ -33,54 +72,48 @@ pub struct RequestMeta {
 
 const MAX_FINGERPRINT: usize = 256;
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|v| !v.trim().is_empty())
+fn non_empty(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    s.map(|s| s.0).filter(|v| !v.trim().is_empty())
 }
 
 /// Parses and validates one event; the error is the client's message.
-pub fn decode(bytes: &[u8], meta: &RequestMeta, scrub: &ScrubConfig) -> Result<ErrorEvent, String> {
-    let raw: RawEvent = serde_json::from_slice(bytes).map_err(|e| {
+pub fn decode<'a>(
+    bytes: &'a [u8],
+    meta: &'a RequestMeta,
+    scrub: &ScrubConfig,
+) -> Result<ErrorEvent<'a>, String> {
+    let raw: RawEvent<'a> = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
             format!("invalid event: {e}")
         } else {
             format!("malformed JSON: {e}")
         }
     })?;
-    let mut message = non_empty(raw.message).ok_or("message is required")?;
-    let level = match raw.level.as_deref() {
+    let message = non_empty(raw.message).ok_or("message is required")?;
+    let level = match raw.level.as_ref().map(|l| l.0.as_ref()) {
         None => Level::Error,
         Some(l) => Level::parse(l).ok_or_else(|| {
             format!("unknown level {l:?}: expected error, warning, info, debug or critical")
         })?,
     };
-    let mut context = match raw.context {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v),
-        Some(_) => return Err("context must be a JSON object".into()),
+    let context = match raw.context {
+        None => None,
+        Some(c) => crate::context::scrub(c.get(), scrub)?.map(Cow::Owned),
     };
-    let mut stack_trace = non_empty(raw.stack_trace);
-    let mut url = non_empty(raw.url);
-    let source = non_empty(raw.source).unwrap_or_else(|| "unknown".to_string());
-    if let Some(fp) = &raw.fingerprint {
+    let client_fp = non_empty(raw.fingerprint);
+    if let Some(fp) = &client_fp {
         if fp.len() > MAX_FINGERPRINT {
             return Err(format!("fingerprint longer than {MAX_FINGERPRINT} bytes"));
         }
     }
+    let message = scrub.cow(message);
+    let stack_trace = non_empty(raw.stack_trace).map(|s| scrub.cow(s));
+    let url = non_empty(raw.url).map(|s| scrub.cow(s));
+    let source = non_empty(raw.source).unwrap_or(Cow::Borrowed("unknown"));
 
-    scrub.string(&mut message);
-    if let Some(st) = stack_trace.as_mut() {
-        scrub.string(st);
-    }
-    if let Some(u) = url.as_mut() {
-        scrub.string(u);
-    }
-    if let Some(c) = context.as_mut() {
-        scrub.value(c);
-    }
-
-    let fingerprint = match non_empty(raw.fingerprint) {
+    let fingerprint = match client_fp {
         Some(fp) => fp,
-        None => fingerprint(&message, stack_trace.as_deref(), &source),
+        None => Cow::Owned(fingerprint(&message, stack_trace.as_deref(), &source)),
     };
     Ok(ErrorEvent {
         tenant_id: meta.tenant_id,
@@ -93,8 +126,8 @@ pub fn decode(bytes: &[u8], meta: &RequestMeta, scrub: &ScrubConfig) -> Result<E
         source,
         environment: non_empty(raw.environment),
         url,
-        user_agent: meta.user_agent.clone(),
-        ip_address: meta.ip_address.clone(),
+        user_agent: meta.user_agent.as_deref().map(Cow::Borrowed),
+        ip_address: meta.ip_address.as_deref().map(Cow::Borrowed),
         fingerprint,
     })
 }
@@ -102,30 +135,61 @@ pub fn decode(bytes: &[u8], meta: &RequestMeta, scrub: &ScrubConfig) -> Result<E
 /// The contract's error object for an event just accepted: it describes
 /// this occurrence (count 1); the group's running totals are read back
 /// through `GET /api/errors/{id}` once a worker has stored it.
-pub fn accepted_view(ev: &ErrorEvent) -> Value {
-    let ts = ev
-        .timestamp()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    serde_json::json!({
-        "id": ev.group_id,
-        "timestamp": ts,
-        "level": ev.level.as_str(),
-        "message": ev.message,
-        "stack_trace": ev.stack_trace,
-        "context": ev.context,
-        "source": ev.source,
-        "environment": ev.environment,
-        "user_agent": ev.user_agent,
-        "ip_address": ev.ip_address,
-        "url": ev.url,
-        "fingerprint": ev.fingerprint,
-        "resolved": false,
-        "count": 1,
-        "first_seen": ts,
-        "last_seen": ts,
-        "created_at": ts,
-        "updated_at": ts,
-    })
+#[derive(Serialize)]
+pub struct AcceptedView<'e> {
+    id: Uuid,
+    timestamp: &'e str,
+    level: &'static str,
+    message: &'e str,
+    stack_trace: Option<&'e str>,
+    context: Option<&'e RawValue>,
+    source: &'e str,
+    environment: Option<&'e str>,
+    user_agent: Option<&'e str>,
+    ip_address: Option<&'e str>,
+    url: Option<&'e str>,
+    fingerprint: &'e str,
+    resolved: bool,
+    count: u32,
+    first_seen: &'e str,
+    last_seen: &'e str,
+    created_at: &'e str,
+    updated_at: &'e str,
+}
+
+/// The accepted view of `ev`; `ts` is its time in RFC 3339.
+pub fn accepted_view<'e>(ev: &'e ErrorEvent<'_>, ts: &'e str) -> AcceptedView<'e> {
+    AcceptedView {
+        id: ev.group_id,
+        timestamp: ts,
+        level: ev.level.as_str(),
+        message: &ev.message,
+        stack_trace: ev.stack_trace.as_deref(),
+        // ingest wrote this text itself, so it parses
+        context: ev
+            .context
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok()),
+        source: &ev.source,
+        environment: ev.environment.as_deref(),
+        user_agent: ev.user_agent.as_deref(),
+        ip_address: ev.ip_address.as_deref(),
+        url: ev.url.as_deref(),
+        fingerprint: &ev.fingerprint,
+        resolved: false,
+        count: 1,
+        first_seen: ts,
+        last_seen: ts,
+        created_at: ts,
+        updated_at: ts,
+    }
+}
+
+/// An event's time as the contract writes it.
+pub fn rfc3339(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -143,22 +207,21 @@ mod tests {
 
     #[test]
     fn decodes_and_defaults() {
+        let m = meta();
         let ev = decode(
             br#"{"message":"boom 42","context":{"password":"x"}}"#,
-            &meta(),
+            &m,
             &ScrubConfig::default(),
         )
         .unwrap();
         assert_eq!(ev.level, Level::Error);
         assert_eq!(ev.source, "unknown");
-        assert_eq!(
-            ev.context,
-            Some(serde_json::json!({"password": "[redacted]"}))
-        );
+        assert_eq!(ev.context.as_deref(), Some(r#"{"password":"[redacted]"}"#));
         assert_eq!(ev.group_id, group_id(ev.tenant_id, &ev.fingerprint));
+        assert!(matches!(ev.message, Cow::Borrowed(_)), "no copy when clean");
         let custom = decode(
             br#"{"message":"m","fingerprint":"mine"}"#,
-            &meta(),
+            &m,
             &ScrubConfig::default(),
         )
         .unwrap();
@@ -166,23 +229,62 @@ mod tests {
     }
 
     #[test]
+    fn escapes_and_scrubbing_are_applied() {
+        let m = meta();
+        let ev = decode(
+            br#"{"message":"mail bob@example.com","stack_trace":"a\nb \u00e9","url":"/x?token=abc"}"#,
+            &m,
+            &ScrubConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(ev.message, "mail [email]");
+        assert_eq!(ev.stack_trace.as_deref(), Some("a\nb \u{e9}"));
+        assert_eq!(ev.url.as_deref(), Some("/x?token=[redacted]"));
+    }
+
+    #[test]
     fn rejects_bad_input_clearly() {
         let s = ScrubConfig::default();
-        assert!(decode(b"{", &meta(), &s)
+        let m = meta();
+        assert!(decode(b"{", &m, &s)
             .unwrap_err()
             .starts_with("malformed JSON"));
         assert_eq!(
-            decode(br#"{"level":"error"}"#, &meta(), &s).unwrap_err(),
+            decode(br#"{"level":"error"}"#, &m, &s).unwrap_err(),
             "message is required"
         );
-        assert!(decode(br#"{"message":"m","level":"loud"}"#, &meta(), &s)
+        assert_eq!(
+            decode(br#"{"message":"   "}"#, &m, &s).unwrap_err(),
+            "message is required"
+        );
+        assert!(decode(br#"{"message":"m","level":"loud"}"#, &m, &s)
             .unwrap_err()
             .contains("unknown level"));
-        assert!(decode(br#"{"message":"m","context":[1]}"#, &meta(), &s)
+        assert!(decode(br#"{"message":"m","context":[1]}"#, &m, &s)
             .unwrap_err()
             .contains("object"));
-        assert!(decode(br#"{"message":5}"#, &meta(), &s)
+        assert!(decode(br#"{"message":5}"#, &m, &s)
             .unwrap_err()
             .starts_with("invalid event"));
+    }
+
+    #[test]
+    fn the_view_is_the_contract_object() {
+        let m = meta();
+        let ev = decode(
+            br#"{"message":"m","context":{"a":[1,2]},"source":"api"}"#,
+            &m,
+            &ScrubConfig::default(),
+        )
+        .unwrap();
+        let ts = rfc3339(ev.ts_ms);
+        let v = serde_json::to_value(accepted_view(&ev, &ts)).unwrap();
+        assert_eq!(v["id"], ev.group_id.to_string());
+        assert_eq!(v["context"], serde_json::json!({"a": [1, 2]}));
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["count"], 1);
+        assert_eq!(v["resolved"], false);
+        assert_eq!(v["stack_trace"], serde_json::Value::Null);
+        assert_eq!(v["source"], "api");
     }
 }

@@ -7,33 +7,24 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::frames;
+
 /// How many stack frames take part in the fingerprint.
 pub const FRAMES: usize = 3;
 
 static MESSAGE_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
     // No capture groups: matches are classified by hand, which keeps the
-    // regex on its fast (DFA) path.
+    // regex on its fast (DFA) path. ASCII word boundaries and digits: the
+    // Unicode ones make a much larger automaton for no gain on ids.
     Regex::new(concat!(
         r#""[^"]*"|'[^']*'|`[^`]*`"#,
         r"|[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",
-        r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
-        r"|\b\d{1,3}(?:\.\d{1,3}){3}\b(?::\d+)?",
-        r"|\b0[xX][0-9a-fA-F]+\b|\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b|\b[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*\b",
-        r"|-?\d+(?:\.\d+)?",
+        r"|(?-u:\b)[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?-u:\b)",
+        r"|(?-u:\b)[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?-u:\b)(?::[0-9]+)?",
+        r"|(?-u:\b)0[xX][0-9a-fA-F]+(?-u:\b)|(?-u:\b)[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*(?-u:\b)|(?-u:\b)[0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*[0-9][0-9a-fA-F]*(?-u:\b)",
+        r"|-?[0-9]+(?:\.[0-9]+)?",
     ))
     .unwrap_or_else(|e| panic!("message token pattern: {e}"))
-});
-
-/// `:10:5`, `, line 42`, `+0x1f`, `0xdeadbeef`.
-static FRAME_NOISE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?::\d+)+|,? line \d+|\+0x[0-9a-fA-F]+|0x[0-9a-fA-F]+")
-        .unwrap_or_else(|e| panic!("frame noise pattern: {e}"))
-});
-
-/// Path-like tokens: reduced to their last segment.
-static PATHS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:[A-Za-z]:)?(?:[\w.@~-]*[/\\])+[\w.@-]+")
-        .unwrap_or_else(|e| panic!("path pattern: {e}"))
 });
 
 /// The placeholder for one matched token.
@@ -60,14 +51,6 @@ fn placeholder(tok: &str) -> &str {
     }
 }
 
-fn base_name(path: &str) -> &str {
-    path.rsplit(['/', '\\']).next().unwrap_or(path)
-}
-
-fn erase(_: &str) -> &str {
-    ""
-}
-
 /// Replaces every match of `re` in `s` with `f(match)`, without captures.
 fn replace_matches(re: &Regex, s: &str, f: impl for<'m> Fn(&'m str) -> &'m str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -85,32 +68,17 @@ pub fn normalize_message(message: &str) -> String {
     replace_matches(&MESSAGE_TOKENS, message.trim(), placeholder)
 }
 
-fn looks_like_frame(line: &str) -> bool {
-    line.starts_with("at ")
-        || line.starts_with("File ")
-        || line.starts_with('#')
-        || line.contains(".rs:")
-        || line.contains(".go:")
-        || FILE_LINE.is_match(line)
-}
-
-/// `name.ext:12`: a file and line, the mark of a frame in most languages.
-static FILE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\w\.\w+:\d").unwrap_or_else(|e| panic!("file line pattern: {e}"))
-});
-
 /// The first [`FRAMES`] frames of a stack trace, normalised, one a line.
 pub fn normalize_stack(stack: &str) -> String {
     let mut out = String::new();
+    let mut scratch = String::new();
     for line in stack
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && looks_like_frame(l))
+        .filter(|l| !l.is_empty() && frames::looks_like_frame(l))
         .take(FRAMES)
     {
-        let no_paths = replace_matches(&PATHS, line, base_name);
-        let clean = replace_matches(&FRAME_NOISE, &no_paths, erase);
-        out.push_str(clean.trim());
+        frames::normalize_frame(line, &mut out, &mut scratch);
         out.push('\n');
     }
     out

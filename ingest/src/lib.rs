@@ -14,8 +14,10 @@
 
 pub mod body;
 pub mod client_ip;
+pub mod context;
 pub mod event;
 pub mod fingerprint;
+pub mod frames;
 pub mod response;
 pub mod scrub;
 pub mod sink;
@@ -27,10 +29,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use ipnet::IpNet;
-use serde_json::{json, Value};
 use sluice_storage::keys::{KeyDirectory, KeyInfo};
 use sluice_storage::model::ErrorEvent;
-use sluice_storage::wire;
 use tracing::Instrument;
 
 use crate::event::RequestMeta;
@@ -47,6 +47,9 @@ pub struct IngestConfig {
     pub max_event_bytes: usize,
     pub max_request_bytes: usize,
     pub max_batch_events: usize,
+    /// Request bytes (as received and decompressed) all requests together
+    /// may hold: the bound on ingest's memory for bodies.
+    pub max_inflight_body_bytes: usize,
     pub scrub: ScrubConfig,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -58,6 +61,7 @@ impl Default for IngestConfig {
             max_event_bytes: 1 << 20,
             max_request_bytes: 20 << 20,
             max_batch_events: 1000,
+            max_inflight_body_bytes: 64 << 20,
             scrub: ScrubConfig::default(),
             trusted_proxies: Vec::new(),
         }
@@ -79,6 +83,7 @@ pub fn is_ingest_request<B>(req: &Request<B>) -> bool {
 
 pub struct Ingest {
     cfg: IngestConfig,
+    budget: body::Budget,
     keys: KeyDirectory,
     limiter: KeyLimiter,
     sink: Arc<StreamSink>,
@@ -94,6 +99,7 @@ impl Ingest {
     ) -> Self {
         Self {
             limiter: KeyLimiter::new(cfg.rate_limit_per_min),
+            budget: body::Budget::new(cfg.max_inflight_body_bytes),
             cfg,
             keys,
             sink,
@@ -104,7 +110,7 @@ impl Ingest {
     /// Serves one request. Never fails: every problem is an answer.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Reply
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let span =
@@ -112,7 +118,7 @@ impl Ingest {
         let tracking = req.uri().path().starts_with("/api/v1/tracking/");
         async move {
             let result = if tracking && req.method() == Method::POST {
-                self.tracking.serve(req).await
+                self.tracking.serve(req, &self.budget).await
             } else {
                 self.serve(req, peer).await
             };
@@ -136,7 +142,7 @@ impl Ingest {
 
     async fn serve<B>(&self, req: Request<B>, peer: SocketAddr) -> Result<Reply, Rejection>
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = req.uri().path();
@@ -185,15 +191,18 @@ impl Ingest {
             self.cfg.max_event_bytes
         };
         let (parts, body) = req.into_parts();
-        let bytes = body::read(&parts.headers, body, limit).await?;
-        if std::str::from_utf8(&bytes).is_err() {
-            return Err(Rejection::bad_request("body is not valid UTF-8"));
-        }
-        if batch {
-            self.batch(&bytes, &meta).await
+        let bytes = body::read(&parts.headers, body, limit, &self.budget).await?;
+        // Decode, encode for the stream and write the answer first; the
+        // body and the decoded events are gone before waiting for Redis.
+        let (chunks, events, reply) = if batch {
+            self.batch(&bytes, &meta)?
         } else {
-            self.single(&bytes, &meta).await
-        }
+            self.single(&bytes, &meta)?
+        };
+        drop(bytes);
+        self.store(&meta, chunks).await?;
+        metrics::counter!("sluice_ingest_events_total").increment(events as u64);
+        Ok(reply)
     }
 
     fn authenticate<B>(&self, req: &Request<B>) -> Result<Arc<KeyInfo>, Rejection> {
@@ -217,19 +226,29 @@ impl Ingest {
         Ok(info)
     }
 
-    async fn single(&self, bytes: &[u8], meta: &RequestMeta) -> Result<Reply, Rejection> {
-        let ev = event::decode(bytes, meta, &self.cfg.scrub).map_err(Rejection::bad_request)?;
-        self.store(meta, vec![Bytes::from(wire::encode(&ev))])
-            .await?;
-        metrics::counter!("sluice_ingest_events_total").increment(1);
-        Ok(response::success(
-            StatusCode::CREATED,
-            event::accepted_view(&ev),
-        ))
+    /// One event: its chunk, and the answer once Redis has it.
+    fn single(&self, bytes: &[u8], meta: &RequestMeta) -> Result<Decoded, Rejection> {
+        let ev = event::decode(bytes, meta, &self.cfg.scrub).map_err(|e| {
+            Rejection::bad_request(if std::str::from_utf8(bytes).is_err() {
+                "body is not valid UTF-8".to_string()
+            } else {
+                e
+            })
+        })?;
+        let ts = event::rfc3339(ev.ts_ms);
+        let reply = response::success_of(StatusCode::CREATED, &event::accepted_view(&ev, &ts));
+        Ok((chunks(std::slice::from_ref(&ev)), 1, reply))
     }
 
-    async fn batch(&self, bytes: &[u8], meta: &RequestMeta) -> Result<Reply, Rejection> {
-        let items = split_batch(bytes)?;
+    /// A batch: the accepted events' chunks, how many, and the answer.
+    fn batch(&self, bytes: &[u8], meta: &RequestMeta) -> Result<Decoded, Rejection> {
+        let items = split_batch(bytes).map_err(|e| {
+            if std::str::from_utf8(bytes).is_err() {
+                Rejection::bad_request("body is not valid UTF-8")
+            } else {
+                e
+            }
+        })?;
         if items.len() > self.cfg.max_batch_events {
             return Err(Rejection::too_large(format!(
                 "batch has {} events; at most {} are accepted per request",
@@ -237,55 +256,57 @@ impl Ingest {
                 self.cfg.max_batch_events
             )));
         }
-        let mut results: Vec<Value> = Vec::with_capacity(items.len());
-        let mut accepted: Vec<ErrorEvent> = Vec::new();
-        for (index, item) in items.into_iter().enumerate() {
+        // Per item: Ok(index into `accepted`) or the reason it was refused.
+        let mut outcomes: Vec<Result<usize, String>> = Vec::with_capacity(items.len());
+        let mut accepted: Vec<ErrorEvent<'_>> = Vec::with_capacity(items.len());
+        for item in items {
             let decoded = match item {
                 Err(e) => Err(e),
                 Ok(raw) if raw.len() > self.cfg.max_event_bytes => {
                     Err(format!("event exceeds {} bytes", self.cfg.max_event_bytes))
                 }
-                Ok(raw) => event::decode(raw, meta, &self.cfg.scrub),
+                Ok(raw) => decode(raw, meta, &self.cfg.scrub),
             };
-            match decoded {
-                Ok(ev) => {
-                    results.push(json!({"index": index, "status": "accepted", "id": ev.group_id, "fingerprint": ev.fingerprint}));
-                    accepted.push(ev);
-                }
-                Err(reason) => {
-                    results.push(json!({"index": index, "status": "rejected", "error": reason}))
-                }
-            }
+            outcomes.push(decoded.map(|ev| {
+                accepted.push(ev);
+                accepted.len() - 1
+            }));
         }
         let n = accepted.len();
-        let rejected = results.len() - n;
+        let rejected = outcomes.len() - n;
         if rejected > 0 {
             metrics::counter!("sluice_ingest_rejected_total", "reason" => "invalid_item")
                 .increment(rejected as u64);
         }
+        let results: Vec<response::ItemResult<'_>> = outcomes
+            .iter()
+            .enumerate()
+            .map(|(index, o)| match o {
+                Ok(i) => response::ItemResult::accepted(index, &accepted[*i]),
+                Err(reason) => response::ItemResult::rejected(index, reason),
+            })
+            .collect();
         if n == 0 {
             return Err(Rejection {
-                details: Some(Value::Array(results)),
+                details: serde_json::to_value(&results).ok(),
                 ..Rejection::bad_request("no valid events in batch")
             });
         }
-        let payloads = accepted
-            .iter()
-            .map(|e| Bytes::from(wire::encode(e)))
-            .collect();
-        self.store(meta, payloads).await?;
-        metrics::counter!("sluice_ingest_events_total").increment(n as u64);
-        Ok(response::success(
+        let reply = response::success_of(
             StatusCode::OK,
-            json!({"accepted": n, "rejected": rejected, "results": results}),
-        ))
+            &response::BatchResult {
+                accepted: n,
+                rejected,
+                results,
+            },
+        );
+        Ok((chunks(&accepted), n, reply))
     }
 
-    async fn store(&self, meta: &RequestMeta, payloads: Vec<Bytes>) -> Result<(), Rejection> {
+    async fn store(&self, meta: &RequestMeta, chunks: Vec<sink::Chunk>) -> Result<(), Rejection> {
         self.sink
-            .append(meta.tenant_id, payloads)
+            .append(meta.tenant_id, chunks)
             .await
-            .map(|_| ())
             .map_err(|e| match e {
                 SinkError::QueueFull => {
                     Rejection::unavailable("queue_full", "ingest is overloaded, retry later", 1)
@@ -298,6 +319,55 @@ impl Ingest {
                 }
             })
     }
+}
+
+/// Decodes one event; the error says so when the event's bytes are not
+/// UTF-8 (checked only then: JSON parsing validates what it reads).
+fn decode<'a>(
+    raw: &'a [u8],
+    meta: &'a RequestMeta,
+    scrub: &ScrubConfig,
+) -> Result<ErrorEvent<'a>, String> {
+    event::decode(raw, meta, scrub).map_err(|e| match std::str::from_utf8(raw) {
+        Ok(_) => e,
+        Err(_) => "event is not valid UTF-8".to_string(),
+    })
+}
+
+/// A request decoded: its chunks for the stream, its event count, and the
+/// answer to send once Redis holds them.
+type Decoded = (Vec<sink::Chunk>, usize, Reply);
+
+/// Encodes a request's events for the stream, in chunks of about
+/// [`sink::MAX_ENTRY_BYTES`] at most, so no stream entry grows past that
+/// (a single event larger than that is a chunk of its own).
+fn chunks(events: &[ErrorEvent<'_>]) -> Vec<sink::Chunk> {
+    let size = |e: &ErrorEvent<'_>| {
+        let opt = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map_or(0, str::len);
+        48 + e.message.len()
+            + e.fingerprint.len()
+            + e.source.len()
+            + opt(&e.stack_trace)
+            + opt(&e.context)
+            + opt(&e.environment)
+            + opt(&e.url)
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, e) in events.iter().enumerate() {
+        let s = size(e);
+        if i > start && bytes + s > sink::MAX_ENTRY_BYTES {
+            out.push(sink::Chunk::encode(&events[start..i], bytes));
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < events.len() {
+        out.push(sink::Chunk::encode(&events[start..], bytes));
+    }
+    out
 }
 
 /// A batch body: a JSON array, or NDJSON (one event a line). A malformed

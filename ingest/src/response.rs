@@ -4,18 +4,84 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
+use serde::Serialize;
 use serde_json::Value;
+use sluice_storage::model::ErrorEvent;
 
 pub type Reply = Response<Full<Bytes>>;
 
-fn json(status: StatusCode, body: &Value) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+fn json(status: StatusCode, body: &Value) -> Reply {
+    json_bytes(status, body.to_string().into_bytes())
+}
+
+#[derive(Serialize)]
+struct Success<'d, T> {
+    data: &'d T,
+    status: &'static str,
+}
+
+/// `{"data": data, "status": "success"}`, serialized straight from `data`.
+pub fn success_of<T: Serialize>(status: StatusCode, data: &T) -> Reply {
+    let body = Success {
+        data,
+        status: "success",
+    };
+    // Structs of strings and numbers always serialize.
+    json_bytes(status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// One item of a batch answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ItemResult<'a> {
+    Accepted {
+        index: usize,
+        status: &'static str,
+        id: uuid::Uuid,
+        fingerprint: &'a str,
+    },
+    Rejected {
+        index: usize,
+        status: &'static str,
+        error: &'a str,
+    },
+}
+
+impl<'a> ItemResult<'a> {
+    pub fn accepted(index: usize, ev: &'a ErrorEvent<'_>) -> Self {
+        ItemResult::Accepted {
+            index,
+            status: "accepted",
+            id: ev.group_id,
+            fingerprint: &ev.fingerprint,
+        }
+    }
+
+    pub fn rejected(index: usize, error: &'a str) -> Self {
+        ItemResult::Rejected {
+            index,
+            status: "rejected",
+            error,
+        }
+    }
+}
+
+/// The answer to a batch.
+#[derive(Serialize)]
+pub struct BatchResult<'a> {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub results: Vec<ItemResult<'a>>,
 }
 
 fn now() -> String {
@@ -27,13 +93,6 @@ pub fn tracking_success(message: &str, data: Value) -> Reply {
     json(
         StatusCode::OK,
         &serde_json::json!({"success": true, "message": message, "data": data}),
-    )
-}
-
-pub fn success(status: StatusCode, data: Value) -> Reply {
-    json(
-        status,
-        &serde_json::json!({"data": data, "status": "success"}),
     )
 }
 

@@ -1,21 +1,27 @@
-//! Appending accepted events to Redis streams. Requests hand their events
-//! to a few writer tasks over bounded queues; each writer drains whatever
-//! is waiting and sends it as one pipelined round trip of `XADD`s, then
-//! answers every request with its entry ids. A request is answered only
-//! after Redis acknowledged its entries.
+//! Appending accepted events to Redis streams. Requests hand their encoded
+//! chunks ([`sluice_storage::wire`]) to a few writer tasks over bounded
+//! queues; each writer drains whatever is waiting, joins the chunks bound
+//! for the same shard into entries of up to [`MAX_ENTRY_BYTES`], and sends
+//! them as one pipelined round trip, then answers every request. A request
+//! is answered only after Redis acknowledged its entries.
 //!
-//! Overload is refused, never buffered: a full queue, a stream backlog
-//! above its bound, or Redis unreachable all answer "unavailable".
+//! Overload is refused, never buffered: a full queue, event bytes in
+//! flight over their budget, a stream backlog above its bound, or Redis
+//! unreachable all answer "unavailable".
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use deadpool_redis::redis;
+use sluice_storage::model::ErrorEvent;
 use sluice_storage::streams::StreamLayout;
 use sluice_storage::wire;
 use tokio::sync::{mpsc, oneshot};
+
+/// The size a stream entry grows to at most (unless one chunk is larger):
+/// it bounds what a worker's read holds in memory.
+pub const MAX_ENTRY_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum SinkError {
@@ -27,10 +33,29 @@ pub enum SinkError {
     Redis(String),
 }
 
+/// Events of one request, encoded for the stream.
+#[derive(Debug)]
+pub struct Chunk {
+    bytes: Vec<u8>,
+    events: u32,
+}
+
+impl Chunk {
+    /// `size`: about the bytes it will take, so its buffer grows once.
+    pub fn encode(events: &[ErrorEvent<'_>], size: usize) -> Self {
+        let mut bytes = Vec::with_capacity(size + 64);
+        wire::encode_chunks(events, &mut bytes);
+        Chunk {
+            bytes,
+            events: events.len() as u32,
+        }
+    }
+}
+
 struct Job {
-    key: Arc<str>,
-    payloads: Vec<Bytes>,
-    reply: oneshot::Sender<Result<Vec<String>, SinkError>>,
+    shard: u16,
+    chunks: Vec<Chunk>,
+    reply: oneshot::Sender<Result<(), SinkError>>,
 }
 
 #[derive(Debug, Clone)]
@@ -38,9 +63,9 @@ pub struct SinkConfig {
     pub writers: usize,
     /// Requests waiting per writer before new ones are refused.
     pub queue_per_writer: usize,
-    /// Entries sent in one pipeline at most.
-    pub max_pipeline: usize,
-    /// Unprocessed entries across all shards before ingest refuses more.
+    /// Chunk bytes sent in one pipeline at most.
+    pub max_pipeline_bytes: usize,
+    /// Unprocessed events across all shards before ingest refuses more.
     pub max_backlog: u64,
     /// Event bytes waiting for Redis, across all writers, before ingest
     /// refuses more: the bound on the sink's memory.
@@ -51,11 +76,11 @@ pub struct SinkConfig {
 impl Default for SinkConfig {
     fn default() -> Self {
         Self {
-            writers: 4,
+            writers: 2,
             queue_per_writer: 1024,
-            max_pipeline: 4096,
+            max_pipeline_bytes: 4 << 20,
             max_backlog: 5_000_000,
-            max_inflight_bytes: 64 << 20,
+            max_inflight_bytes: 32 << 20,
             redis_timeout: Duration::from_secs(5),
         }
     }
@@ -64,7 +89,6 @@ impl Default for SinkConfig {
 pub struct StreamSink {
     queues: Vec<mpsc::Sender<Job>>,
     next: AtomicUsize,
-    keys: Vec<Arc<str>>,
     layout: StreamLayout,
     over_backlog: Arc<AtomicBool>,
     backlog: Arc<AtomicU64>,
@@ -80,7 +104,7 @@ impl StreamSink {
         let queues = (0..cfg.writers.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(cfg.queue_per_writer.max(1));
-                tokio::spawn(writer(rx, pool.clone(), cfg.clone()));
+                tokio::spawn(writer(rx, pool.clone(), layout.clone(), cfg.clone()));
                 tx
             })
             .collect();
@@ -91,49 +115,40 @@ impl StreamSink {
             over_backlog.clone(),
             backlog.clone(),
         ));
-        let keys = (0..layout.shards)
-            .map(|s| Arc::from(layout.errors_key(s)))
-            .collect();
         let kib = (cfg.max_inflight_bytes / 1024).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         Arc::new(Self {
             inflight: Arc::new(tokio::sync::Semaphore::new(kib)),
             queues,
             next: AtomicUsize::new(0),
-            keys,
             layout,
             over_backlog,
             backlog,
         })
     }
 
-    /// Unprocessed entries seen by the last backlog check.
+    /// Unprocessed events seen by the last backlog check.
     pub fn backlog(&self) -> u64 {
         self.backlog.load(Ordering::Relaxed)
     }
 
-    /// Appends one tenant's events; resolves to their stream entry ids.
-    pub async fn append(
-        &self,
-        tenant_id: uuid::Uuid,
-        payloads: Vec<Bytes>,
-    ) -> Result<Vec<String>, SinkError> {
+    /// Appends one tenant's chunks; resolves once Redis holds them.
+    pub async fn append(&self, tenant_id: uuid::Uuid, chunks: Vec<Chunk>) -> Result<(), SinkError> {
         if self.over_backlog.load(Ordering::Relaxed) {
             return Err(SinkError::Backlog);
         }
-        let bytes: usize = payloads.iter().map(Bytes::len).sum();
+        let bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
         let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX);
         let _permit = self
             .inflight
             .clone()
             .try_acquire_many_owned(kib)
             .map_err(|_| SinkError::QueueFull)?;
-        let key = self.keys[usize::from(self.layout.shard_of(tenant_id))].clone();
         let (reply, rx) = oneshot::channel();
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.queues.len();
         self.queues[i]
             .try_send(Job {
-                key,
-                payloads,
+                shard: self.layout.shard_of(tenant_id),
+                chunks,
                 reply,
             })
             .map_err(|_| SinkError::QueueFull)?;
@@ -142,58 +157,81 @@ impl StreamSink {
     }
 }
 
-async fn writer(mut rx: mpsc::Receiver<Job>, pool: deadpool_redis::Pool, cfg: SinkConfig) {
+/// Joins the jobs' chunks into entries per shard, at most
+/// [`MAX_ENTRY_BYTES`] each unless a chunk alone is larger.
+fn entries(jobs: &[Job]) -> Vec<(u16, wire::Envelope<'_>)> {
+    let mut shards: Vec<u16> = jobs.iter().map(|j| j.shard).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let mut out = Vec::new();
+    for shard in shards {
+        let mut env = wire::Envelope::default();
+        for chunk in jobs
+            .iter()
+            .filter(|j| j.shard == shard)
+            .flat_map(|j| &j.chunks)
+        {
+            if !env.is_empty() && env.len() + chunk.bytes.len() > MAX_ENTRY_BYTES {
+                out.push((shard, std::mem::take(&mut env)));
+            }
+            env.push(&chunk.bytes, chunk.events);
+        }
+        if !env.is_empty() {
+            out.push((shard, env));
+        }
+    }
+    out
+}
+
+async fn writer(
+    mut rx: mpsc::Receiver<Job>,
+    pool: deadpool_redis::Pool,
+    layout: StreamLayout,
+    cfg: SinkConfig,
+) {
     let mut jobs: Vec<Job> = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut entries = first.payloads.len();
+        let size = |j: &Job| j.chunks.iter().map(|c| c.bytes.len()).sum::<usize>();
+        let mut bytes = size(&first);
         jobs.push(first);
-        while entries < cfg.max_pipeline {
+        while bytes < cfg.max_pipeline_bytes {
             match rx.try_recv() {
                 Ok(j) => {
-                    entries += j.payloads.len();
+                    bytes += size(&j);
                     jobs.push(j);
                 }
                 Err(_) => break,
             }
         }
-        metrics::histogram!("sluice_ingest_pipeline_entries").record(entries as f64);
-        let result = tokio::time::timeout(cfg.redis_timeout, flush(&pool, &jobs))
+        let entries = entries(&jobs);
+        metrics::histogram!("sluice_ingest_pipeline_requests").record(jobs.len() as f64);
+        metrics::histogram!("sluice_ingest_pipeline_entries").record(entries.len() as f64);
+        let result = tokio::time::timeout(cfg.redis_timeout, flush(&pool, &layout, &entries))
             .await
             .unwrap_or_else(|_| Err(SinkError::Redis("timed out".into())));
-        match result {
-            Ok(ids) => {
-                let mut ids = ids.into_iter();
-                for job in jobs.drain(..) {
-                    let mine: Vec<String> = ids.by_ref().take(job.payloads.len()).collect();
-                    let _ = job.reply.send(Ok(mine));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "xadd pipeline failed");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "xadd pipeline failed");
+        }
+        for job in jobs.drain(..) {
+            let _ = job.reply.send(result.clone());
         }
     }
 }
 
-async fn flush(pool: &deadpool_redis::Pool, jobs: &[Job]) -> Result<Vec<String>, SinkError> {
+async fn flush(
+    pool: &deadpool_redis::Pool,
+    layout: &StreamLayout,
+    entries: &[(u16, wire::Envelope<'_>)],
+) -> Result<(), SinkError> {
     let mut conn = pool
         .get()
         .await
         .map_err(|e| SinkError::Redis(e.to_string()))?;
     let mut pipe = redis::pipe();
-    for job in jobs {
-        for p in &job.payloads {
-            pipe.cmd("XADD")
-                .arg(&*job.key)
-                .arg("*")
-                .arg(wire::FIELD)
-                .arg(p.as_ref());
-        }
+    for (shard, env) in entries {
+        layout.append(&mut pipe, *shard, env);
     }
-    pipe.query_async::<Vec<String>>(&mut conn)
+    pipe.query_async::<()>(&mut conn)
         .await
         .map_err(|e| SinkError::Redis(e.to_string()))
 }
@@ -216,5 +254,48 @@ async fn watch_backlog(
             metrics::gauge!("sluice_stream_backlog").set(n as f64);
             over.store(n >= max, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(shard: u16, sizes: &[usize]) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            shard,
+            chunks: sizes
+                .iter()
+                .map(|s| Chunk {
+                    bytes: vec![7; *s],
+                    events: 1,
+                })
+                .collect(),
+            reply,
+        }
+    }
+
+    #[test]
+    fn chunks_join_per_shard_within_the_entry_size() {
+        let jobs = [
+            job(1, &[100, 200]),
+            job(0, &[MAX_ENTRY_BYTES + 5]),
+            job(1, &[MAX_ENTRY_BYTES - 250]),
+            job(0, &[10]),
+        ];
+        let got: Vec<(u16, u32, usize)> = entries(&jobs)
+            .iter()
+            .map(|(s, e)| (*s, e.events(), e.len()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 1, MAX_ENTRY_BYTES + 6),
+                (0, 1, 11),
+                (1, 2, 301),
+                (1, 1, MAX_ENTRY_BYTES - 249),
+            ]
+        );
     }
 }

@@ -149,9 +149,9 @@ impl Tracking {
         })
     }
 
-    pub async fn serve<B>(&self, req: Request<B>) -> Result<Reply, Rejection>
+    pub async fn serve<B>(&self, req: Request<B>, budget: &body::Budget) -> Result<Reply, Rejection>
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Unpin,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let start = req.uri().path() == START_PATH;
@@ -173,7 +173,7 @@ impl Tracking {
             });
         }
         let (parts, b) = req.into_parts();
-        let bytes = body::read(&parts.headers, b, MAX_BODY).await?;
+        let bytes = body::read(&parts.headers, b, MAX_BODY, budget).await?;
         if start {
             self.start(&p, &bytes).await
         } else {

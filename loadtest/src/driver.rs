@@ -27,7 +27,7 @@ pub const GRACE: Duration = Duration::from_secs(1);
 
 pub struct Ctx {
     pub http: Http,
-    pub work: Workload,
+    pub work: Arc<Workload>,
     pub collector: Arc<Collector>,
     pub connections: usize,
     /// Where the per-second timeline starts.

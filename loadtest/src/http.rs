@@ -78,7 +78,8 @@ impl Http {
     }
 }
 
-/// The target's endpoints, resolved once.
+/// The target's endpoints, resolved once: writes go to the ingest base,
+/// reads to the API base (the same one for `sluice all`).
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     pub errors: Uri,
@@ -88,35 +89,44 @@ pub struct Endpoints {
     pub stats: Uri,
     pub trends: Uri,
     pub dashboard: Uri,
-    base: String,
+    api: String,
+}
+
+fn base_url(flag: &str, base: &str) -> Result<String> {
+    let base = base.trim_end_matches('/').to_string();
+    let probe: Uri = base
+        .parse()
+        .with_context(|| format!("{flag} {base:?} is not a URL"))?;
+    match probe.scheme_str() {
+        Some("http") => Ok(base),
+        Some(other) => bail!("{flag}: only http:// targets are supported, not {other}://"),
+        None => bail!("{flag} {base:?} needs a scheme, e.g. http://127.0.0.1:8080"),
+    }
 }
 
 impl Endpoints {
-    pub fn new(base: &str) -> Result<Self> {
-        let base = base.trim_end_matches('/').to_string();
-        let probe: Uri = base
-            .parse()
-            .with_context(|| format!("--url {base:?} is not a URL"))?;
-        match probe.scheme_str() {
-            Some("http") => {}
-            Some(other) => bail!("--url: only http:// targets are supported, not {other}://"),
-            None => bail!("--url {base:?} needs a scheme, e.g. http://127.0.0.1:8080"),
-        }
+    /// `api`: where reads go when they are not served at `base`.
+    pub fn new(base: &str, api: Option<&str>) -> Result<Self> {
+        let base = base_url("--url", base)?;
+        let api = match api {
+            Some(a) => base_url("--api-url", a)?,
+            None => base.clone(),
+        };
         let e = Self {
             errors: join(&base, "/api/errors")?,
             batch: join(&base, "/api/errors/batch")?,
             start: join(&base, "/api/v1/tracking/operations/start")?,
             complete: join(&base, "/api/v1/tracking/operations/complete")?,
-            stats: join(&base, "/api/stats")?,
-            trends: join(&base, "/api/analytics/trends?period=week")?,
-            dashboard: join(&base, "/api/v1/tracking/dashboard")?,
-            base,
+            stats: join(&api, "/api/stats")?,
+            trends: join(&api, "/api/analytics/trends?period=week")?,
+            dashboard: join(&api, "/api/v1/tracking/dashboard")?,
+            api,
         };
         Ok(e)
     }
 
     pub fn error_by_id(&self, id: &str) -> Result<Uri> {
-        join(&self.base, &format!("/api/errors/{id}"))
+        join(&self.api, &format!("/api/errors/{id}"))
     }
 }
 
@@ -195,7 +205,7 @@ mod tests {
 
     #[test]
     fn endpoints_join_the_base() {
-        let e = Endpoints::new("http://127.0.0.1:8080/").unwrap();
+        let e = Endpoints::new("http://127.0.0.1:8080/", None).unwrap();
         assert_eq!(e.errors.to_string(), "http://127.0.0.1:8080/api/errors");
         assert_eq!(
             e.trends.to_string(),
@@ -205,7 +215,14 @@ mod tests {
             e.error_by_id("abc").unwrap().to_string(),
             "http://127.0.0.1:8080/api/errors/abc"
         );
-        assert!(Endpoints::new("https://example.com").is_err());
-        assert!(Endpoints::new("127.0.0.1:8080").is_err());
+        assert!(Endpoints::new("https://example.com", None).is_err());
+        assert!(Endpoints::new("127.0.0.1:8080", None).is_err());
+        let split = Endpoints::new("http://ingest:1", Some("http://api:2")).unwrap();
+        assert_eq!(split.batch.to_string(), "http://ingest:1/api/errors/batch");
+        assert_eq!(split.stats.to_string(), "http://api:2/api/stats");
+        assert_eq!(
+            split.error_by_id("x").unwrap().to_string(),
+            "http://api:2/api/errors/x"
+        );
     }
 }

@@ -18,11 +18,11 @@ mod check;
 mod driver;
 mod http;
 mod lag;
-mod payload;
+
 mod progress;
 mod reference;
 mod report;
-mod rng;
+
 mod run;
 mod scenario;
 mod schedule;
@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Target base URL (http only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Where reads (dashboards, lag probes' polls) go, when the API tier is
+    /// not at `--url` (tiers deployed apart).
+    #[arg(long)]
+    pub api_url: Option<String>,
     #[arg(long, value_enum, default_value_t = Scenario::Single)]
     pub scenario: Scenario,
     /// Events per batch (the `batch` scenario and the mix).
@@ -98,6 +102,15 @@ pub struct RunArgs {
     /// `max`: a step fails when its p99 exceeds this.
     #[arg(long, default_value_t = 10.0)]
     pub slo_p99_ms: f64,
+    /// `max`: after the first failing step, halve the gap between the best
+    /// passing and the lowest failing rate this many times.
+    #[arg(long, default_value_t = 3)]
+    pub refine_steps: u32,
+    /// Seconds of load at the first rate before anything is measured
+    /// (connections opened, caches and allocators warm); its accepted
+    /// events still count in the loss check.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_secs: f64,
     /// Run length (default 30); in `max` mode a cap on all steps together
     /// (default 300).
     #[arg(long)]

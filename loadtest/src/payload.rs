@@ -778,6 +778,7 @@ mod grouping_tests {
         decode(&bytes, &meta, &ScrubConfig::default())
             .unwrap()
             .fingerprint
+            .into_owned()
     }
 
     #[test]

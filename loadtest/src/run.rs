@@ -26,6 +26,8 @@ use crate::stats::{Collector, Stats};
 use crate::{Mode, RunArgs};
 
 const MAX_FACTOR: f64 = 1.5;
+/// The pause after a failed step of `--mode max`.
+const COOL_DOWN: Duration = Duration::from_secs(3);
 const DEFAULT_SECS: f64 = 30.0;
 const DEFAULT_MAX_CAP_SECS: f64 = 300.0;
 
@@ -38,6 +40,9 @@ fn validate(a: &RunArgs) -> Result<()> {
         }
     };
     positive("--rate", a.rate)?;
+    if !(a.warmup_secs.is_finite() && a.warmup_secs >= 0.0) {
+        bail!("--warmup-secs must be 0 or more, not {}", a.warmup_secs);
+    }
     positive("--step-secs", a.step_secs)?;
     positive("--slo-p99-ms", a.slo_p99_ms)?;
     positive("--timeout-secs", a.timeout_secs)?;
@@ -71,7 +76,7 @@ fn mode_name(m: Mode) -> &'static str {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     validate(&args)?;
-    let endpoints = Endpoints::new(&args.url)?;
+    let endpoints = Endpoints::new(&args.url, args.api_url.as_deref())?;
     let secs = args.duration_secs.unwrap_or(DEFAULT_SECS);
 
     let (auth, tenant, pool) = match &args.database_url {
@@ -135,6 +140,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     let lag_endpoints = work.endpoints().clone();
     let lag_headers = work.headers().clone();
+    let work = Arc::new(work);
+    let warmup = warm_up(&args, &http, &work).await?;
     let ctx = Arc::new(Ctx {
         http: http.clone(),
         work,
@@ -219,7 +226,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     password: args.clickhouse_password.clone(),
                 }),
             };
-            let accepted = stats.accepted_errors + lag.as_ref().map_or(0, |l| l.accepted);
+            let accepted = stats.accepted_errors
+                + warmup.accepted_errors
+                + lag.as_ref().map_or(0, |l| l.accepted);
             if !args.json {
                 eprintln!("run done; waiting for the stores to hold {accepted} accepted events");
             }
@@ -228,7 +237,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     &stores,
                     t.id,
                     accepted,
-                    stats.ambiguous_errors,
+                    stats.ambiguous_errors + warmup.ambiguous_errors,
                     run_secs,
                     run_end,
                     Duration::from_secs_f64(args.drain_timeout_secs),
@@ -303,7 +312,36 @@ pub async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// `--mode max`: steps of rising rate until one misses the SLO.
+/// Load at the first rate for `--warmup-secs`, measured apart and left out
+/// of the report (but its accepted events still count in the loss check).
+async fn warm_up(args: &RunArgs, http: &Http, work: &Arc<Workload>) -> Result<Stats> {
+    if args.warmup_secs <= 0.0 {
+        return Stats::new();
+    }
+    let ctx = Arc::new(Ctx {
+        http: http.clone(),
+        work: work.clone(),
+        collector: Collector::new()?,
+        connections: args.connections,
+        run_start: Instant::now(),
+    });
+    let rate = match args.mode {
+        Mode::Ramp => args.ramp_from.unwrap_or(args.rate).max(1.0),
+        _ => args.rate,
+    };
+    run_window(
+        &ctx,
+        Schedule::Rate {
+            rate,
+            secs: args.warmup_secs,
+        },
+    )
+    .await
+}
+
+/// `--mode max`: steps of rising rate (×1.5) until one misses the SLO,
+/// then `--refine-steps` steps halving the gap between the best passing
+/// and the lowest failing rate.
 async fn search_max(ctx: &Arc<Ctx>, args: &RunArgs) -> Result<(Stats, MaxSearch)> {
     let cap = args.duration_secs.unwrap_or(DEFAULT_MAX_CAP_SECS);
     let started = Instant::now();
@@ -314,31 +352,65 @@ async fn search_max(ctx: &Arc<Ctx>, args: &RunArgs) -> Result<(Stats, MaxSearch)
         best_rate: None,
         steps: Vec::new(),
     };
+    let out_of_time = |search: &MaxSearch| {
+        !search.steps.is_empty() && started.elapsed().as_secs_f64() + args.step_secs > cap
+    };
+    let mut failed_at = None;
     for rate in max_steps(args.rate, MAX_FACTOR) {
-        if !search.steps.is_empty() && started.elapsed().as_secs_f64() + args.step_secs > cap {
+        if out_of_time(&search) {
             break;
         }
-        ctx.collector.live.set_target(rate);
-        let s = run_window(
-            ctx,
-            Schedule::Rate {
-                rate,
-                secs: args.step_secs,
-            },
-        )
-        .await?;
-        let step = judge(&s, rate, args.step_secs, args.slo_p99_ms);
-        total.merge(&s)?;
-        let met = step.met_slo;
-        if met {
-            search.best_rate = Some(rate);
-        }
-        search.steps.push(step);
-        if !met {
+        if !max_step(ctx, args, rate, &mut total, &mut search).await? {
+            failed_at = Some(rate);
             break;
         }
     }
+    if let (Some(mut high), Some(mut low)) = (failed_at, search.best_rate) {
+        for _ in 0..args.refine_steps {
+            if out_of_time(&search) {
+                break;
+            }
+            let mid = (low + high) / 2.0;
+            if max_step(ctx, args, mid, &mut total, &mut search).await? {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+    }
     Ok((total, search))
+}
+
+/// Runs one step of `--mode max` at `rate`; whether it met the SLO.
+async fn max_step(
+    ctx: &Arc<Ctx>,
+    args: &RunArgs,
+    rate: f64,
+    total: &mut Stats,
+    search: &mut MaxSearch,
+) -> Result<bool> {
+    ctx.collector.live.set_target(rate);
+    let s = run_window(
+        ctx,
+        Schedule::Rate {
+            rate,
+            secs: args.step_secs,
+        },
+    )
+    .await?;
+    let step = judge(&s, rate, args.step_secs, args.slo_p99_ms);
+    total.merge(&s)?;
+    let met = step.met_slo;
+    if met && search.best_rate.is_none_or(|b| rate > b) {
+        search.best_rate = Some(rate);
+    }
+    search.steps.push(step);
+    if !met {
+        // let the target drain what the overload queued, so the next step
+        // starts from rest rather than from the backlog of this one
+        tokio::time::sleep(COOL_DOWN).await;
+    }
+    Ok(met)
 }
 
 /// Whether a step of `--mode max` met the SLO, and why not.

@@ -13,9 +13,9 @@ use hyper::Method;
 use serde::Deserialize;
 
 use crate::http::{Auth, Endpoints, HeaderSets, Http};
-use crate::payload::{self, Generator};
-use crate::rng::{self, Rng};
 use crate::stats::{Outcome, Recorder, Sample};
+use sluice_loadtest::payload::{self, Generator};
+use sluice_loadtest::rng::{self, Rng};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {

@@ -1,5 +1,7 @@
 //! Domain types shared by ingest, workers and api.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
@@ -35,6 +37,11 @@ impl Level {
         }
     }
 
+    /// The level stored as `code` (its `Enum8` value).
+    pub fn from_code(code: u8) -> Option<Level> {
+        Level::ALL.into_iter().find(|l| *l as u8 == code)
+    }
+
     /// Parses a level name, case-insensitively. `warn` and `fatal` are
     /// accepted as the spellings many loggers use.
     pub fn parse(s: &str) -> Option<Level> {
@@ -54,34 +61,53 @@ impl Level {
     }
 }
 
-/// One accepted error occurrence, as it travels through a Redis stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorEvent {
+/// One accepted error occurrence, as ingest builds it and workers read it
+/// back from a stream entry. Strings borrow from the buffer they were
+/// decoded from where they can (the request body, the stream entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorEvent<'a> {
     pub tenant_id: Uuid,
     pub group_id: Uuid,
     /// Epoch milliseconds on the ingest server's clock.
     pub ts_ms: i64,
     pub level: Level,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stack_trace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<serde_json::Value>,
-    pub source: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ip_address: Option<String>,
-    pub fingerprint: String,
+    pub message: Cow<'a, str>,
+    pub stack_trace: Option<Cow<'a, str>>,
+    /// The scrubbed context, as the text of a JSON object.
+    pub context: Option<Cow<'a, str>>,
+    pub source: Cow<'a, str>,
+    pub environment: Option<Cow<'a, str>>,
+    pub url: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    pub ip_address: Option<Cow<'a, str>>,
+    pub fingerprint: Cow<'a, str>,
 }
 
-impl ErrorEvent {
+impl ErrorEvent<'_> {
     pub fn timestamp(&self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.ts_ms).unwrap_or_default()
+    }
+
+    /// The same event, owning all its strings.
+    pub fn into_owned(self) -> ErrorEvent<'static> {
+        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        ErrorEvent {
+            tenant_id: self.tenant_id,
+            group_id: self.group_id,
+            ts_ms: self.ts_ms,
+            level: self.level,
+            message: own(self.message),
+            stack_trace: self.stack_trace.map(own),
+            context: self.context.map(own),
+            source: own(self.source),
+            environment: self.environment.map(own),
+            url: self.url.map(own),
+            user_agent: self.user_agent.map(own),
+            ip_address: self.ip_address.map(own),
+            fingerprint: own(self.fingerprint),
+        }
     }
 }
 

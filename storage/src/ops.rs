@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::model::OpStatus;
 use crate::streams::StreamLayout;
-use crate::wire;
+
 use crate::Result;
 
 static START: LazyLock<Script> = LazyLock::new(|| {
@@ -56,6 +56,10 @@ return {'ok', tostring(started), tostring(now), h['script_name'], h['script_type
 ",
     )
 });
+
+/// The stream entry field holding a finished operation, as JSON (written
+/// by the [`FINISH`] script with `cjson`).
+pub const OP_FIELD: &str = "e";
 
 /// How long a completed operation's id is remembered (to answer a second
 /// completion clearly).
@@ -162,7 +166,7 @@ pub async fn finish(
         .arg(tenant_id.to_string())
         .arg(operation_id)
         .arg(TOMBSTONE_SECS)
-        .arg(wire::FIELD)
+        .arg(OP_FIELD)
         .invoke_async(conn)
         .await?;
     Ok(match reply.first().map(String::as_str) {

@@ -83,9 +83,13 @@ pub async fn drain_once(
             .iter()
             .map(|r| to_operation(tenant_id, db, r))
             .collect();
-        let todo = crate::ch::unstored(ch, Keyed::Operations, events.iter().collect(), |e| {
-            e.started_ms
-        })
+        let todo = crate::ch::unstored(
+            ch,
+            Keyed::Operations,
+            events.iter().collect(),
+            |e| e.started_ms,
+            |e| e.tenant_id,
+        )
         .await?;
         let rows: Vec<OpRow<'_>> = todo.iter().map(|(id, e)| OpRow::new(id, e)).collect();
         operations::insert(ch, &rows).await

@@ -20,6 +20,8 @@ fn worker(app: &TestApp, crash: bool) -> Child {
         .env("SLUICE_STREAM_SHARDS", app.cfg.stream_shards.to_string())
         .env("SLUICE_PG_POOL_SIZE", "3")
         .env("SLUICE_WORKER_BATCH", "20")
+        // one entry (10 events) per read: a batch is two entries
+        .env("SLUICE_WORKER_READ_COUNT", "1")
         .env("SLUICE_WORKER_RECLAIM_IDLE_MS", "500")
         .env("SLUICE_WORKER_CRASH_AFTER_CLICKHOUSE", crash.to_string())
         // One consumer while crashing, so exactly one batch is in flight;
@@ -43,16 +45,19 @@ async fn worker_killed_mid_batch_leaves_exact_counts() {
         |_| {},
     )
     .await;
-    let batch: Vec<Value> = (0..50)
-        .map(|i| json!({"message": format!("crash test kind {}", ["a", "b", "c"][i % 3]), "source": "crash"}))
-        .collect();
-    let r = app
-        .post("/api/errors/batch")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    // Five requests of ten: five stream entries.
+    for part in 0..5 {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| json!({"message": format!("crash test kind {}", ["a", "b", "c"][(part * 10 + i) % 3]), "source": "crash"}))
+            .collect();
+        let r = app
+            .post("/api/errors/batch")
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
 
     // First worker: stores one batch of 20 in ClickHouse, then dies before
     // Postgres and before acknowledging.

@@ -31,6 +31,7 @@ pub fn test_config() -> Config {
     cfg.analytics_cache_secs = 0;
     cfg.key_refresh_ms = 200;
     cfg.worker_reclaim_idle_ms = 1000;
+    cfg.worker_linger_ms = 100;
     cfg.pg_pool_size = 5;
     cfg.bootstrap_api_key = None;
     cfg.dev = true;

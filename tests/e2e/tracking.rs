@@ -163,6 +163,8 @@ async fn history_filters_and_pagination() {
         let id = start_op(&app, &key, &tenant, name, kind).await;
         let (s, _) = complete_op(&app, &key, &tenant, &id, ok).await;
         assert_eq!(s, 200);
+        // times have millisecond precision: keep the four apart
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     let all = history(&app, &key, &tenant, "", 4).await;
     let names: Vec<&str> = all["data"]["operations"]

@@ -1,301 +1,528 @@
-//! One shard's consumer loop: reclaim what dead consumers left pending,
-//! read new entries, store them, then `XACK` and `XDEL` them.
+//! The consumer of one stream kind (errors or operations), over all of its
+//! shards at once: a *reader* gathers entries through the consumer group
+//! into a batch — until it holds `batch_size` events or `linger` has passed
+//! since its first entry — and hands it to a *storer*, which stores it
+//! while the reader gathers the next, then acknowledges and deletes it.
+//! Few large inserts are what ClickHouse wants: each insert makes parts
+//! that it merges later, so many small ones cost it far more CPU.
+//!
+//! Entries that may have been stored already are stored with
+//! de-duplication: this consumer's own pending entries after a start or a
+//! failed step (read again from id `0`), and those of dead consumers
+//! (`XAUTOCLAIM` of entries idle past `reclaim_idle`). A storer that is
+//! retrying claims its entries again, so nobody takes them over while it
+//! is alive.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_redis::redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 use deadpool_redis::redis::{self, AsyncCommands};
-use sluice_storage::model::OperationEvent;
 use sluice_storage::streams::{entry_millis, GROUP};
 use sluice_storage::wire;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::store::{self, with_backoff, Entry};
+use crate::store;
 use crate::{Stores, WorkerConfig, WorkerError};
 
 /// How often pending entries of other consumers are looked at.
 const RECLAIM_EVERY: Duration = Duration::from_secs(5);
 
-/// Which stream a consumer reads.
+/// Which streams a consumer reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Errors,
     Operations,
 }
 
-pub async fn run_shard(
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Errors => "errors",
+            Kind::Operations => "operations",
+        }
+    }
+}
+
+/// One stream entry as read.
+pub struct RawEntry {
+    pub shard: u16,
+    pub id: String,
+    /// The payload field (`None`: the entry has none, a dead letter).
+    pub payload: Option<Vec<u8>>,
+    /// Events the entry says it holds.
+    pub events: u32,
+}
+
+/// Entries stored and acknowledged together.
+pub struct Batch {
+    pub entries: Vec<RawEntry>,
+    pub events: u64,
+    pub bytes: usize,
+    /// The entries may be stored already: skip what is.
+    pub dedup: bool,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Batch {
+    fn new(dedup: bool) -> Self {
+        Batch {
+            entries: Vec::new(),
+            events: 0,
+            bytes: 0,
+            dedup,
+            _slot: None,
+        }
+    }
+
+    fn push(&mut self, kind: Kind, shard: u16, sid: StreamId) {
+        let StreamId { id, mut map, .. } = sid;
+        let field = match kind {
+            Kind::Errors => wire::FIELD,
+            Kind::Operations => sluice_storage::ops::OP_FIELD,
+        };
+        let payload = match map.remove(field) {
+            Some(redis::Value::BulkString(b)) => Some(b),
+            Some(other) => redis::from_redis_value::<Vec<u8>>(other).ok(),
+            None => None,
+        };
+        let events = match kind {
+            Kind::Errors => map
+                .get(wire::COUNT_FIELD)
+                .and_then(|v| redis::from_redis_value_ref::<u32>(v).ok())
+                .unwrap_or(0),
+            Kind::Operations => 1,
+        };
+        self.bytes += payload.as_ref().map_or(0, Vec::len);
+        self.events += u64::from(events);
+        self.entries.push(RawEntry {
+            shard,
+            id,
+            payload,
+            events,
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Shared between a reader and its storer.
+struct Shared {
     cfg: WorkerConfig,
     stores: Stores,
     kind: Kind,
-    shard: u16,
-    shutdown: watch::Receiver<bool>,
-) {
-    let key = match kind {
-        Kind::Errors => cfg.layout.errors_key(shard),
-        Kind::Operations => cfg.layout.ops_key(shard),
+    keys: Vec<String>,
+    /// Set by a failed step: the consumer's own pending entries must be
+    /// read again once nothing is in flight.
+    recover: AtomicBool,
+    /// One permit per batch in flight (being stored or waiting to be).
+    slots: Arc<Semaphore>,
+}
+
+/// Runs one consumer of `kind` until `shutdown` turns true; the batch in
+/// hand is finished first.
+pub async fn run(cfg: WorkerConfig, stores: Stores, kind: Kind, shutdown: watch::Receiver<bool>) {
+    let keys = match kind {
+        Kind::Errors => cfg.layout.all_error_keys(),
+        Kind::Operations => cfg.layout.all_ops_keys(),
     };
+    let slots = Arc::new(Semaphore::new(cfg.inflight_batches.max(1)));
+    let shared = Arc::new(Shared {
+        cfg,
+        stores,
+        kind,
+        keys,
+        recover: AtomicBool::new(true),
+        slots,
+    });
+    let (tx, rx) = mpsc::channel::<Batch>(shared.cfg.inflight_batches.max(1));
+    let storer = tokio::spawn(storer(shared.clone(), rx, shutdown.clone()));
+    reader(&shared, tx, &shutdown).await;
+    let _ = storer.await;
+    tracing::info!(kind = kind.name(), consumer = %shared.cfg.consumer, "consumer stopped");
+}
+
+async fn reader(shared: &Arc<Shared>, tx: mpsc::Sender<Batch>, shutdown: &watch::Receiver<bool>) {
     let mut last_reclaim: Option<Instant> = None;
     let mut failures = 0u32;
     while !*shutdown.borrow() {
-        let reclaim_due = last_reclaim.is_none_or(|t| t.elapsed() >= RECLAIM_EVERY);
-        let step = if reclaim_due {
-            last_reclaim = Some(Instant::now());
-            reclaim(&cfg, &stores, kind, &key, &shutdown).await
-        } else {
-            read(&cfg, &stores, kind, &key, &shutdown).await
+        let step = async {
+            if shared.recover.load(Ordering::Acquire) {
+                return recover_own(shared, &tx).await;
+            }
+            if last_reclaim.is_none_or(|t| t.elapsed() >= RECLAIM_EVERY) {
+                last_reclaim = Some(Instant::now());
+                return reclaim(shared, &tx, shutdown).await;
+            }
+            let batch = gather(shared, shutdown).await?;
+            send(shared, &tx, batch).await;
+            Ok(())
         };
-        match step {
-            Ok(_) => failures = 0,
+        match step.await {
+            Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
+                shared.recover.store(true, Ordering::Release);
                 let wait = Duration::from_millis(100 * u64::from(failures.min(50)));
-                tracing::warn!(error = %e, stream = %key, "consumer step failed");
+                tracing::warn!(error = %e, kind = shared.kind.name(), "consumer step failed");
                 tokio::time::sleep(wait).await;
             }
         }
     }
-    tracing::info!(stream = %key, "consumer stopped");
 }
 
-/// Reads and processes one batch of new entries; returns how many.
-async fn read(
+/// Hands a batch to the storer, holding one in-flight slot.
+async fn send(shared: &Shared, tx: &mpsc::Sender<Batch>, mut batch: Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    batch._slot = shared.slots.clone().acquire_owned().await.ok();
+    let _ = tx.send(batch).await;
+}
+
+fn conn_err(e: deadpool_redis::PoolError) -> WorkerError {
+    WorkerError::Storage(e.into())
+}
+
+/// Whether `e` says the streams or the group vanished (e.g. `FLUSHALL`);
+/// they are made again when so.
+async fn regrouped(
     cfg: &WorkerConfig,
-    stores: &Stores,
-    kind: Kind,
-    key: &str,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<usize, WorkerError> {
-    let reply: StreamReadReply = {
-        let mut conn = stores
-            .redis
-            .get()
-            .await
-            .map_err(sluice_storage::StorageError::from)?;
+    conn: &mut deadpool_redis::Connection,
+    e: &redis::RedisError,
+) -> Result<bool, WorkerError> {
+    if e.code() != Some("NOGROUP") {
+        return Ok(false);
+    }
+    cfg.layout
+        .ensure_groups(conn)
+        .await
+        .map_err(WorkerError::Storage)?;
+    Ok(true)
+}
+
+/// Reads new entries until the batch is full or has lingered long enough.
+async fn gather(shared: &Shared, shutdown: &watch::Receiver<bool>) -> Result<Batch, WorkerError> {
+    let cfg = &shared.cfg;
+    let mut batch = Batch::new(false);
+    let mut deadline: Option<Instant> = None;
+    let ids = vec![">"; shared.keys.len()];
+    loop {
+        let block = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => cfg.block,
+        };
+        if deadline.is_some() && block.is_zero() {
+            return Ok(batch);
+        }
         let opts = StreamReadOptions::default()
             .group(GROUP, &cfg.consumer)
-            .count(cfg.batch_size)
-            .block(cfg.block.as_millis() as usize);
-        let res: redis::RedisResult<Option<StreamReadReply>> =
-            conn.xread_options(&[key], &[">"], &opts).await;
-        match res {
-            Ok(r) => r.unwrap_or(StreamReadReply { keys: Vec::new() }),
-            // The stream or group vanished (e.g. FLUSHALL): make them again.
-            Err(e) if e.code() == Some("NOGROUP") => {
-                cfg.layout.ensure_groups(&mut conn).await?;
-                return Ok(0);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let ids: Vec<StreamId> = reply.keys.into_iter().flat_map(|k| k.ids).collect();
-    process(cfg, stores, kind, key, ids, false, shutdown).await
-}
-
-/// Claims entries idle past `reclaim_idle` from any consumer and processes
-/// them with de-duplication; returns how many.
-async fn reclaim(
-    cfg: &WorkerConfig,
-    stores: &Stores,
-    kind: Kind,
-    key: &str,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<usize, WorkerError> {
-    let mut total = 0;
-    let mut start = "0-0".to_string();
-    loop {
-        let reply: StreamAutoClaimReply = {
-            let mut conn = stores
-                .redis
-                .get()
-                .await
-                .map_err(sluice_storage::StorageError::from)?;
-            let res = conn
-                .xautoclaim_options(
-                    key,
-                    GROUP,
-                    &cfg.consumer,
-                    cfg.reclaim_idle.as_millis() as u64,
-                    &start,
-                    StreamAutoClaimOptions::default().count(cfg.batch_size),
-                )
-                .await;
-            match res {
+            .count(cfg.read_count)
+            .block(block.as_millis().max(1) as usize);
+        let reply: Option<StreamReadReply> = {
+            let mut conn = shared.stores.redis.get().await.map_err(conn_err)?;
+            match conn.xread_options(&shared.keys, &ids, &opts).await {
                 Ok(r) => r,
-                Err(e) if e.code() == Some("NOGROUP") => {
-                    cfg.layout.ensure_groups(&mut conn).await?;
-                    return Ok(total);
-                }
+                Err(e) if regrouped(cfg, &mut conn, &e).await? => return Ok(batch),
                 Err(e) => return Err(e.into()),
             }
         };
-        if !reply.claimed.is_empty() {
+        for k in reply.map(|r| r.keys).unwrap_or_default() {
+            let shard = shard_of(&shared.keys, &k.key);
+            for sid in k.ids {
+                batch.push(shared.kind, shard, sid);
+            }
+        }
+        if !batch.is_empty() && deadline.is_none() {
+            deadline = Some(Instant::now() + cfg.linger);
+        }
+        let full = batch.events >= cfg.batch_size as u64 || batch.bytes >= cfg.batch_bytes;
+        if full || *shutdown.borrow() {
+            return Ok(batch);
+        }
+    }
+}
+
+fn shard_of(keys: &[String], key: &str) -> u16 {
+    keys.iter().position(|k| k == key).unwrap_or(0) as u16
+}
+
+/// Reads this consumer's own pending entries (delivered, never
+/// acknowledged) once nothing is in flight, and stores them again with
+/// de-duplication.
+async fn recover_own(shared: &Shared, tx: &mpsc::Sender<Batch>) -> Result<(), WorkerError> {
+    let all = shared.cfg.inflight_batches.max(1) as u32;
+    // Wait until the storer has nothing: its entries are pending too.
+    let idle = shared.slots.acquire_many(all).await;
+    drop(idle);
+    let mut start: Vec<String> = vec!["0-0".to_string(); shared.keys.len()];
+    let mut done = vec![false; shared.keys.len()];
+    while done.iter().any(|d| !d) {
+        let mut batch = Batch::new(true);
+        let opts = StreamReadOptions::default()
+            .group(GROUP, &shared.cfg.consumer)
+            .count(shared.cfg.read_count);
+        let keys: Vec<&str> = shared
+            .keys
+            .iter()
+            .zip(&done)
+            .filter(|(_, d)| !**d)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let ids: Vec<&str> = start
+            .iter()
+            .zip(&done)
+            .filter(|(_, d)| !**d)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        let reply: Option<StreamReadReply> = {
+            let mut conn = shared.stores.redis.get().await.map_err(conn_err)?;
+            match conn.xread_options(&keys, &ids, &opts).await {
+                Ok(r) => r,
+                Err(e) if regrouped(&shared.cfg, &mut conn, &e).await? => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let mut seen = vec![false; shared.keys.len()];
+        for k in reply.map(|r| r.keys).unwrap_or_default() {
+            let shard = shard_of(&shared.keys, &k.key);
+            for sid in k.ids {
+                start[usize::from(shard)] = sid.id.clone();
+                seen[usize::from(shard)] = true;
+                batch.push(shared.kind, shard, sid);
+            }
+        }
+        for (d, s) in done.iter_mut().zip(&seen) {
+            *d = *d || !s;
+        }
+        if !batch.is_empty() {
             tracing::info!(
-                stream = key,
-                entries = reply.claimed.len(),
-                "reclaimed pending entries"
+                kind = shared.kind.name(),
+                entries = batch.entries.len(),
+                "storing this consumer's pending entries again"
             );
-            metrics::counter!("sluice_worker_reclaimed_total")
-                .increment(reply.claimed.len() as u64);
+            metrics::counter!("sluice_worker_recovered_total")
+                .increment(batch.entries.len() as u64);
+            send(shared, tx, batch).await;
         }
-        total += process(cfg, stores, kind, key, reply.claimed, true, shutdown).await?;
-        if reply.next_stream_id == "0-0" || *shutdown.borrow() {
-            return Ok(total);
-        }
-        start = reply.next_stream_id;
     }
+    shared.recover.store(false, Ordering::Release);
+    Ok(())
 }
 
-/// Stores a batch, then acknowledges and deletes its entries. When the
-/// stores stay down until shutdown, the entries stay pending for the next
-/// consumer to reclaim.
-async fn process(
-    cfg: &WorkerConfig,
-    stores: &Stores,
-    kind: Kind,
-    key: &str,
-    ids: Vec<StreamId>,
-    reclaimed: bool,
+/// Claims entries idle past `reclaim_idle` from any consumer and hands
+/// them over with de-duplication.
+async fn reclaim(
+    shared: &Shared,
+    tx: &mpsc::Sender<Batch>,
     shutdown: &watch::Receiver<bool>,
-) -> Result<usize, WorkerError> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let span = tracing::info_span!("batch", stream = key, entries = ids.len(), reclaimed);
-    async move {
-        let all_ids: Vec<String> = ids.iter().map(|s| s.id.clone()).collect();
-        let mut raw: Vec<(String, Vec<u8>)> = Vec::with_capacity(ids.len());
-        for sid in ids {
-            let bytes: Option<Vec<u8>> = sid
-                .map
-                .get(wire::FIELD)
-                .and_then(|v| redis::from_redis_value_ref(v).ok());
-            match bytes {
-                Some(b) => raw.push((sid.id, b)),
-                None => {
-                    tracing::error!(entry = %sid.id, "entry without an event field dropped");
-                    metrics::counter!("sluice_worker_dropped_total", "reason" => "no_field")
-                        .increment(1);
+) -> Result<(), WorkerError> {
+    let cfg = &shared.cfg;
+    for (shard, key) in shared.keys.iter().enumerate() {
+        let mut start = "0-0".to_string();
+        loop {
+            let reply: StreamAutoClaimReply = {
+                let mut conn = shared.stores.redis.get().await.map_err(conn_err)?;
+                let res = conn
+                    .xautoclaim_options(
+                        key,
+                        GROUP,
+                        &cfg.consumer,
+                        cfg.reclaim_idle.as_millis() as u64,
+                        &start,
+                        StreamAutoClaimOptions::default().count(cfg.read_count),
+                    )
+                    .await;
+                match res {
+                    Ok(r) => r,
+                    Err(e) if regrouped(cfg, &mut conn, &e).await? => break,
+                    Err(e) => return Err(e.into()),
                 }
+            };
+            if !reply.claimed.is_empty() {
+                tracing::info!(
+                    stream = %key,
+                    entries = reply.claimed.len(),
+                    "reclaimed pending entries"
+                );
+                metrics::counter!("sluice_worker_reclaimed_total")
+                    .increment(reply.claimed.len() as u64);
+                let mut batch = Batch::new(true);
+                for sid in reply.claimed {
+                    batch.push(shared.kind, shard as u16, sid);
+                }
+                send(shared, tx, batch).await;
             }
+            if reply.next_stream_id == "0-0" || *shutdown.borrow() {
+                break;
+            }
+            start = reply.next_stream_id;
         }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        if let Some(oldest) = all_ids.first().and_then(|id| entry_millis(id)) {
-            metrics::histogram!("sluice_worker_lag_seconds")
-                .record((now_ms - oldest).max(0) as f64 / 1000.0);
+    }
+    Ok(())
+}
+
+async fn storer(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Batch>,
+    shutdown: watch::Receiver<bool>,
+) {
+    while let Some(batch) = rx.recv().await {
+        let span = tracing::info_span!(
+            "batch",
+            kind = shared.kind.name(),
+            entries = batch.entries.len(),
+            events = batch.events,
+            dedup = batch.dedup
+        );
+        let ok = process(&shared, &batch, &shutdown).instrument(span).await;
+        if !ok {
+            // Not stored (shutdown) or not acknowledged: the entries stay
+            // pending for this consumer's recovery or another's reclaim.
+            shared.recover.store(true, Ordering::Release);
         }
-        metrics::histogram!("sluice_worker_batch_entries").record(all_ids.len() as f64);
+    }
+}
 
-        let outcome = match kind {
-            Kind::Errors => store_errors(cfg, stores, key, raw, reclaimed, shutdown).await,
-            Kind::Operations => store_operations(stores, key, raw, reclaimed, shutdown).await,
-        };
-        let Some(dead) = outcome else {
-            return Ok(0);
-        };
+/// Stores a batch, then acknowledges and deletes its entries; false when
+/// that did not happen.
+async fn process(shared: &Shared, batch: &Batch, shutdown: &watch::Receiver<bool>) -> bool {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    if let Some(oldest) = batch
+        .entries
+        .iter()
+        .filter_map(|e| entry_millis(&e.id))
+        .min()
+    {
+        metrics::histogram!("sluice_worker_lag_seconds")
+            .record((now_ms - oldest).max(0) as f64 / 1000.0);
+    }
+    metrics::histogram!("sluice_worker_batch_entries").record(batch.entries.len() as f64);
+    metrics::histogram!("sluice_worker_batch_events").record(batch.events as f64);
 
-        let mut conn = stores
-            .redis
-            .get()
+    let refresh = || keep_claimed(shared, batch);
+    let dead = match shared.kind {
+        Kind::Errors => {
+            store::errors(
+                shared.cfg.crash_after_clickhouse,
+                &shared.stores,
+                &shared.keys,
+                batch,
+                refresh,
+                shutdown,
+            )
             .await
-            .map_err(sluice_storage::StorageError::from)?;
+        }
+        Kind::Operations => {
+            store::operations(&shared.stores, &shared.keys, batch, refresh, shutdown).await
+        }
+    };
+    let Some(dead) = dead else {
+        return false;
+    };
+    match acknowledge(shared, batch, &dead).await {
+        Ok(events) => {
+            metrics::counter!("sluice_worker_events_total").increment(events);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "acknowledging a stored batch failed; it will be checked again");
+            false
+        }
+    }
+}
+
+/// Claims the batch's entries for this consumer again, which resets their
+/// idle time: a storer retrying a store keeps them from being reclaimed.
+async fn keep_claimed(shared: &Shared, batch: &Batch) {
+    let Ok(mut conn) = shared.stores.redis.get().await else {
+        return;
+    };
+    let mut pipe = redis::pipe();
+    for (shard, key) in shared.keys.iter().enumerate() {
+        let ids: Vec<&str> = batch
+            .entries
+            .iter()
+            .filter(|e| usize::from(e.shard) == shard)
+            .map(|e| e.id.as_str())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        pipe.cmd("XCLAIM")
+            .arg(key)
+            .arg(GROUP)
+            .arg(&shared.cfg.consumer)
+            .arg(0)
+            .arg(&ids)
+            .arg("JUSTID")
+            .ignore();
+    }
+    let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
+}
+
+/// Dead letters go to `<stream>:dead`; then every entry is acknowledged
+/// and deleted. Returns the events stored.
+async fn acknowledge(shared: &Shared, batch: &Batch, dead: &[usize]) -> Result<u64, WorkerError> {
+    let mut conn = shared.stores.redis.get().await.map_err(conn_err)?;
+    if !dead.is_empty() {
         let mut pipe = redis::pipe();
-        if !dead.is_empty() {
-            let dead_key = format!("{key}:dead");
-            for b in &dead {
-                pipe.cmd("XADD")
-                    .arg(&dead_key)
-                    .arg("*")
-                    .arg(wire::FIELD)
-                    .arg(b.as_slice())
-                    .ignore();
-            }
-            metrics::counter!("sluice_worker_dropped_total", "reason" => "dead_letter")
-                .increment(dead.len() as u64);
+        for &i in dead {
+            let e = &batch.entries[i];
+            let key = &shared.keys[usize::from(e.shard)];
+            pipe.cmd("XADD")
+                .arg(format!("{key}:dead"))
+                .arg("*")
+                .arg("entry")
+                .arg(&e.id)
+                .arg(wire::FIELD)
+                .arg(e.payload.as_deref().unwrap_or_default())
+                .ignore();
         }
-        pipe.xack(key, GROUP, &all_ids).ignore();
-        pipe.xdel(key, &all_ids).ignore();
         let () = pipe.query_async(&mut conn).await?;
-        metrics::counter!("sluice_worker_events_total")
-            .increment((all_ids.len() - dead.len()) as u64);
-        Ok(all_ids.len())
+        metrics::counter!("sluice_worker_dropped_total", "reason" => "dead_letter")
+            .increment(dead.len() as u64);
     }
-    .instrument(span)
-    .await
-}
-
-/// Decodes entries with `decode`; undecodable ones become dead letters.
-fn decode_all<T>(
-    key: &str,
-    raw: Vec<(String, Vec<u8>)>,
-    decode: impl Fn(&str, &[u8]) -> sluice_storage::Result<T>,
-) -> (Vec<(String, T)>, Vec<Vec<u8>>) {
-    let mut ok = Vec::with_capacity(raw.len());
-    let mut dead = Vec::new();
-    for (id, b) in raw {
-        match decode(&id, &b) {
-            Ok(v) => ok.push((format!("{key}/{id}"), v)),
-            Err(e) => {
-                tracing::error!(error = %e, "undecodable entry moved to dead letters");
-                dead.push(b);
+    let mut stored = 0u64;
+    for shard in 0..shared.keys.len() {
+        let mine: Vec<(&str, u32)> = batch
+            .entries
+            .iter()
+            .filter(|e| usize::from(e.shard) == shard)
+            .map(|e| (e.id.as_str(), e.events))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        match shared.kind {
+            Kind::Errors => {
+                shared
+                    .cfg
+                    .layout
+                    .ack_errors(&mut conn, shard as u16, &mine)
+                    .await
+                    .map_err(WorkerError::Storage)?;
+            }
+            Kind::Operations => {
+                let ids: Vec<&str> = mine.iter().map(|(id, _)| *id).collect();
+                let key = &shared.keys[shard];
+                let mut pipe = redis::pipe();
+                pipe.xack(key, GROUP, &ids).ignore();
+                pipe.xdel(key, &ids).ignore();
+                let () = pipe.query_async(&mut conn).await?;
             }
         }
+        stored += mine.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
     }
-    (ok, dead)
-}
-
-/// Errors: ClickHouse, then Postgres. `None` when shutdown interrupted.
-async fn store_errors(
-    cfg: &WorkerConfig,
-    stores: &Stores,
-    key: &str,
-    raw: Vec<(String, Vec<u8>)>,
-    reclaimed: bool,
-    shutdown: &watch::Receiver<bool>,
-) -> Option<Vec<Vec<u8>>> {
-    let (entries, dead): (Vec<Entry>, _) = decode_all(key, raw, wire::decode);
-    // A failed insert may have stored part of the batch, so every retry
-    // de-duplicates, as a reclaimed batch does.
-    let mut attempt = 0u32;
-    with_backoff("clickhouse", shutdown, || {
-        attempt += 1;
-        store::to_clickhouse(stores, &entries, reclaimed || attempt > 1)
-    })
-    .await?;
-    if cfg.crash_after_clickhouse {
-        tracing::error!("crash_after_clickhouse set: aborting mid-batch");
-        std::process::abort();
-    }
-    with_backoff("postgres", shutdown, || {
-        store::to_postgres(stores, key, &entries)
-    })
-    .await?;
-    Some(dead)
-}
-
-/// Finished operations: ClickHouse. `None` when shutdown interrupted.
-async fn store_operations(
-    stores: &Stores,
-    key: &str,
-    raw: Vec<(String, Vec<u8>)>,
-    reclaimed: bool,
-    shutdown: &watch::Receiver<bool>,
-) -> Option<Vec<Vec<u8>>> {
-    let (entries, dead) = decode_all(key, raw, |id, b| {
-        serde_json::from_slice::<OperationEvent>(b).map_err(|e| {
-            sluice_storage::StorageError::Wire {
-                id: id.to_string(),
-                reason: e.to_string(),
-            }
-        })
-    });
-    let mut attempt = 0u32;
-    with_backoff("clickhouse", shutdown, || {
-        attempt += 1;
-        store::operations_to_clickhouse(stores, &entries, reclaimed || attempt > 1)
-    })
-    .await?;
-    Some(dead)
+    let dead_events: u64 = dead
+        .iter()
+        .map(|&i| u64::from(batch.entries[i].events))
+        .sum();
+    Ok(stored.saturating_sub(dead_events))
 }

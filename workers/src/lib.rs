@@ -3,13 +3,14 @@
 //! database operations into ClickHouse, time out operations left running
 //! ([`timeouts`]), and drain the DDL queues of tracked databases ([`ddl`]).
 //!
-//! One consumer task per stream shard reads batches through the shared
-//! consumer group ([`consumer`]). A batch is stored, then acknowledged and
-//! deleted from the stream, so the stream only ever holds unprocessed
-//! entries. Entries left pending by a dead consumer are reclaimed with
-//! `XAUTOCLAIM` and de-duplicated by entry id in both stores
-//! ([`store`]), so storage is effectively-once: a killed worker loses
-//! nothing and counts nothing twice.
+//! A consumer per stream kind reads every shard of that kind through the
+//! shared consumer group and gathers entries into large batches
+//! ([`consumer`]). A batch is stored, then acknowledged and deleted from
+//! the stream, so the stream only ever holds unprocessed entries. Entries
+//! left pending by a dead consumer are reclaimed with `XAUTOCLAIM` and
+//! de-duplicated by entry id in both stores ([`store`]), so storage is
+//! effectively-once: a killed worker loses nothing and counts nothing
+//! twice. More worker processes join the same groups to scale out.
 
 pub mod consumer;
 pub mod ddl;
@@ -26,11 +27,20 @@ pub struct WorkerConfig {
     pub layout: StreamLayout,
     /// This process's consumer name in the group.
     pub consumer: String,
-    /// Consumers per error stream in this process.
-    pub consumers_per_shard: usize,
-    /// Entries read per batch.
+    /// Consumers of the error streams in this process.
+    pub consumers: usize,
+    /// Events per batch at most (a batch closes when it reaches this).
     pub batch_size: usize,
-    /// How long a `XREADGROUP` waits for entries.
+    /// Payload bytes per batch at most.
+    pub batch_bytes: usize,
+    /// How long a batch waits for more entries after its first.
+    pub linger: Duration,
+    /// Entries one `XREADGROUP` asks of each stream.
+    pub read_count: usize,
+    /// Batches a consumer has handed to its storer and not yet stored; it
+    /// gathers the next one meanwhile (so memory holds this many plus one).
+    pub inflight_batches: usize,
+    /// How long an idle `XREADGROUP` waits for entries.
     pub block: Duration,
     /// Pending entries idle this long belong to a dead consumer.
     pub reclaim_idle: Duration,
@@ -52,9 +62,13 @@ impl WorkerConfig {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
-            consumers_per_shard: 2,
-            batch_size: 2000,
-            block: Duration::from_millis(200),
+            consumers: 1,
+            batch_size: 50_000,
+            batch_bytes: 32 << 20,
+            linger: Duration::from_millis(500),
+            read_count: 64,
+            inflight_batches: 1,
+            block: Duration::from_millis(500),
             reclaim_idle: Duration::from_secs(30),
             operation_timeout: Duration::from_secs(6 * 3600),
             secrets: None,
@@ -86,36 +100,48 @@ pub async fn run(
     stores: Stores,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), WorkerError> {
-    {
-        let mut conn = stores
-            .redis
-            .get()
-            .await
-            .map_err(sluice_storage::StorageError::from)?;
-        cfg.layout.ensure_groups(&mut conn).await?;
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for shard in 0..cfg.layout.shards {
-        for kind in [consumer::Kind::Errors, consumer::Kind::Operations] {
-            // Several consumers per stream share its entries through the
-            // group, so one busy tenant's shard is stored in parallel.
-            let n = if kind == consumer::Kind::Errors {
-                cfg.consumers_per_shard.max(1)
-            } else {
-                1
-            };
-            for i in 0..n {
-                let mut c = cfg.clone();
-                c.consumer = format!("{}-{i}", cfg.consumer);
-                tasks.spawn(consumer::run_shard(
-                    c,
-                    stores.clone(),
-                    kind,
-                    shard,
-                    shutdown.clone(),
-                ));
+    // Redis may be down at start: wait for it rather than give up.
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let ready = async {
+            let mut conn = stores
+                .redis
+                .get()
+                .await
+                .map_err(sluice_storage::StorageError::from)?;
+            cfg.layout.ensure_groups(&mut conn).await
+        };
+        match ready.await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "workers cannot reach Redis yet");
+                if *shutdown.borrow() {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for kind in [consumer::Kind::Errors, consumer::Kind::Operations] {
+        // Several consumers share the streams' entries through the group.
+        let n = if kind == consumer::Kind::Errors {
+            cfg.consumers.max(1)
+        } else {
+            1
+        };
+        for i in 0..n {
+            let mut c = cfg.clone();
+            c.consumer = format!(
+                "{}-{}{i}",
+                cfg.consumer,
+                &format!("{kind:?}")[..1].to_lowercase()
+            );
+            tasks.spawn(consumer::run(c, stores.clone(), kind, shutdown.clone()));
+        }
+    }
+    for shard in 0..cfg.layout.shards {
         tasks.spawn(timeouts::run(
             stores.redis.clone(),
             cfg.layout.clone(),

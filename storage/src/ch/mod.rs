@@ -39,10 +39,13 @@ fn server_client(cfg: &ChConfig) -> Client {
 }
 
 /// The tables whose rows carry the identity of what they were made from
-/// (`event_id`: a stream entry, or a tracked database's queue row).
+/// (`event_id`: a stream entry and an index in it, a stream entry, or a
+/// tracked database's queue row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keyed {
+    /// `event_id` is `<stream>/<entry id>/<index>`.
     ErrorEvents,
+    /// `event_id` is `<stream>/<entry id>`, or a queue row's identity.
     Operations,
 }
 
@@ -53,36 +56,70 @@ impl Keyed {
             Keyed::Operations => ("operations", "started_at"),
         }
     }
+
+    /// What the de-duplication query matches, in SQL and for an id: for
+    /// error events the entry an event came in (one name for many events,
+    /// so the query stays small), otherwise the id itself.
+    fn key_sql(self) -> &'static str {
+        match self {
+            Keyed::ErrorEvents => "replaceRegexpOne(event_id, '/[0-9]+$', '')",
+            Keyed::Operations => "event_id",
+        }
+    }
+
+    fn key_of(self, id: &str) -> &str {
+        match self {
+            Keyed::ErrorEvents => id.rsplit_once('/').map_or(id, |(entry, _)| entry),
+            Keyed::Operations => id,
+        }
+    }
 }
 
+/// Keys per de-duplication query: ClickHouse refuses queries over its
+/// `max_query_size` (256 KiB by default).
+const KEYS_PER_QUERY: usize = 1000;
+
 /// Keeps the items whose id is not yet stored in `table`, so a retried or
-/// reclaimed batch inserts no twins. `ts_ms` gives each item's time, which
-/// bounds the partitions the check reads.
+/// reclaimed batch inserts no twins. `ts_ms` and `tenant` give each item's
+/// time and tenant, which bound the partitions and key ranges read.
 pub async fn unstored<'a, T>(
     client: &Client,
     table: Keyed,
     items: Vec<&'a (String, T)>,
     ts_ms: impl Fn(&T) -> i64,
+    tenant: impl Fn(&T) -> uuid::Uuid,
 ) -> crate::Result<Vec<&'a (String, T)>> {
     if items.is_empty() {
         return Ok(items);
     }
-    let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
     let min = items.iter().map(|(_, t)| ts_ms(t)).min().unwrap_or(0);
     let max = items.iter().map(|(_, t)| ts_ms(t)).max().unwrap_or(0);
+    let tenants: std::collections::BTreeSet<String> =
+        items.iter().map(|(_, t)| tenant(t).to_string()).collect();
+    let tenants: Vec<String> = tenants.into_iter().collect();
+    let mut keys: Vec<&str> = items.iter().map(|(id, _)| table.key_of(id)).collect();
+    keys.sort_unstable();
+    keys.dedup();
     let (name, time) = table.table_and_time();
-    let present: std::collections::HashSet<String> = client
-        .query(&format!(
-            "SELECT event_id FROM {name}
-             WHERE {time} >= toDateTime(?) AND {time} <= toDateTime(?) AND has(?, event_id)"
-        ))
-        .bind((min / 1000 - 1).max(0))
-        .bind(max / 1000 + 1)
-        .bind(ids)
-        .fetch_all::<String>()
-        .await?
-        .into_iter()
-        .collect();
+    let sql = format!(
+        "SELECT event_id FROM {name}
+         WHERE {time} >= toDateTime(?) AND {time} <= toDateTime(?)
+           AND tenant_id IN (SELECT arrayJoin(arrayMap(x -> toUUID(x), ?)))
+           AND has(?, {})",
+        table.key_sql()
+    );
+    let mut present = std::collections::HashSet::new();
+    for part in keys.chunks(KEYS_PER_QUERY) {
+        let ids = client
+            .query(&sql)
+            .bind((min / 1000 - 1).max(0))
+            .bind(max / 1000 + 1)
+            .bind(&tenants)
+            .bind(part)
+            .fetch_all::<String>()
+            .await?;
+        present.extend(ids);
+    }
     Ok(items
         .into_iter()
         .filter(|(id, _)| !present.contains(id))

@@ -113,7 +113,7 @@ pub async fn history(
     let rows = bind(client.query(&format!(
         "SELECT operation_id, script_name, script_type, status, started_ms, duration_ms, error_message,
                 db_session_user, affected_objects, statement
-         FROM operations WHERE {cond} ORDER BY started_ms DESC, operation_id LIMIT ? OFFSET ?"
+         FROM operations WHERE {cond} ORDER BY started_ms DESC, completed_ms DESC, operation_id LIMIT ? OFFSET ?"
     )))
     .bind(limit)
     .bind(offset)

@@ -1,30 +1,78 @@
 //! Error groups: one row per tenant and fingerprint, upserted by the
 //! workers a batch at a time and read by the API.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::model::{ErrorEvent, ErrorGroup};
 use crate::Result;
 
+/// A context key, borrowed from the context's text when it has no escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(
+                self,
+                v: &'de str,
+            ) -> std::result::Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+/// Contexts merged key by key: values stay as their JSON text.
+type Merged<'a> = BTreeMap<Key<'a>, &'a RawValue>;
+
+fn merged_json(m: &Merged<'_>) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A str always serializes.
+        out.push_str(&serde_json::to_string(k.0.as_ref()).unwrap_or_default());
+        out.push(':');
+        out.push_str(v.get());
+    }
+    out.push('}');
+    out
+}
+
 /// One batch's worth of occurrences of a group, folded together.
 #[derive(Debug, Clone)]
 struct Fold<'a> {
-    latest: &'a ErrorEvent,
+    latest: &'a ErrorEvent<'a>,
     count: i64,
     first_ms: i64,
-    context: Option<serde_json::Map<String, serde_json::Value>>,
+    context: Option<Merged<'a>>,
 }
 
 /// Folds events per group: count, first and last seen, the newest event's
 /// fields, and contexts merged key by key (newer values win). Sorted by
 /// group id, so concurrent upserts lock rows in one order and never deadlock.
-fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent>) -> Vec<Fold<'a>> {
+fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent<'a>>) -> Vec<Fold<'a>> {
     let mut by_group: HashMap<Uuid, Fold<'a>> = HashMap::new();
-    let mut sorted: Vec<&ErrorEvent> = events.collect();
+    let mut sorted: Vec<&ErrorEvent<'a>> = events.collect();
     sorted.sort_by_key(|e| e.ts_ms);
     for ev in sorted {
         let f = by_group.entry(ev.group_id).or_insert(Fold {
@@ -35,10 +83,16 @@ fn fold<'a>(events: impl Iterator<Item = &'a ErrorEvent>) -> Vec<Fold<'a>> {
         });
         f.count += 1;
         f.latest = ev;
-        if let Some(serde_json::Value::Object(map)) = &ev.context {
-            let merged = f.context.get_or_insert_with(serde_json::Map::new);
-            for (k, v) in map {
-                merged.insert(k.clone(), v.clone());
+        // Ingest stores only JSON objects here; anything else is skipped.
+        // Events come oldest first, so a newer value replaces an older one.
+        let parsed = ev
+            .context
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Merged<'a>>(c).ok());
+        if let Some(map) = parsed {
+            match &mut f.context {
+                Some(merged) => merged.extend(map),
+                None => f.context = Some(map),
             }
         }
     }
@@ -51,39 +105,52 @@ fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Applies a batch of stream entries to `error_groups` exactly once: the
-/// entry ids are recorded in the same transaction, and entries already
-/// recorded (a reclaimed batch) are skipped. Returns how many were new.
-pub async fn apply_batch(
-    pool: &PgPool,
-    stream: &str,
-    entries: &[(String, ErrorEvent)],
-) -> Result<usize> {
+/// One stream entry's events, as the workers hand them over.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryEvents<'b, 'e> {
+    pub stream: &'b str,
+    pub entry_id: &'b str,
+    pub events: &'b [ErrorEvent<'e>],
+}
+
+/// Applies stream entries to `error_groups` exactly once: the entry ids
+/// are recorded in the same transaction, and entries already recorded (a
+/// reclaimed batch) are skipped. Returns how many events were new.
+pub async fn apply_batch(pool: &PgPool, entries: &[EntryEvents<'_, '_>]) -> Result<usize> {
     if entries.is_empty() {
         return Ok(0);
     }
     let mut tx = pool.begin().await?;
-    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
-    let fresh: Vec<(String,)> = sqlx::query_as(
+    let streams: Vec<&str> = entries.iter().map(|e| e.stream).collect();
+    let ids: Vec<&str> = entries.iter().map(|e| e.entry_id).collect();
+    let fresh: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO ingest_applied (stream, entry_id)
-         SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING RETURNING entry_id",
+         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+         RETURNING stream, entry_id",
     )
-    .bind(stream)
+    .bind(&streams)
     .bind(&ids)
     .fetch_all(&mut *tx)
     .await?;
-    let fresh: std::collections::HashSet<String> = fresh.into_iter().map(|r| r.0).collect();
+    let fresh: std::collections::HashSet<(String, String)> = fresh.into_iter().collect();
+    let is_fresh =
+        |e: &&EntryEvents<'_, '_>| fresh.contains(&(e.stream.to_string(), e.entry_id.to_string()));
+    let applied: usize = entries
+        .iter()
+        .filter(is_fresh)
+        .map(|e| e.events.len())
+        .sum();
     let folds = fold(
         entries
             .iter()
-            .filter(|(id, _)| fresh.contains(id))
-            .map(|(_, e)| e),
+            .filter(is_fresh)
+            .flat_map(|e| e.events.iter()),
     );
     if !folds.is_empty() {
         upsert(&mut tx, &folds).await?;
     }
     tx.commit().await?;
-    Ok(fresh.len())
+    Ok(applied)
 }
 
 async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) -> Result<()> {
@@ -107,16 +174,12 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) ->
         let e = f.latest;
         id.push(e.group_id);
         tenant.push(e.tenant_id);
-        fp.push(e.fingerprint.as_str());
+        fp.push(e.fingerprint.as_ref());
         level.push(e.level.as_str());
-        message.push(e.message.as_str());
+        message.push(e.message.as_ref());
         stack.push(e.stack_trace.as_deref());
-        context.push(
-            f.context
-                .as_ref()
-                .map(|m| serde_json::Value::Object(m.clone()).to_string()),
-        );
-        source.push(e.source.as_str());
+        context.push(f.context.as_ref().map(merged_json));
+        source.push(e.source.as_ref());
         env.push(e.environment.as_deref());
         ua.push(e.user_agent.as_deref());
         ip.push(e.ip_address.as_deref());
@@ -316,21 +379,21 @@ mod tests {
     use super::*;
     use crate::model::Level;
 
-    fn ev(group: u128, ts_ms: i64, ctx: serde_json::Value) -> ErrorEvent {
+    fn ev(group: u128, ts_ms: i64, ctx: serde_json::Value) -> ErrorEvent<'static> {
         ErrorEvent {
             tenant_id: Uuid::from_u128(1),
             group_id: Uuid::from_u128(group),
             ts_ms,
             level: Level::Error,
-            message: format!("m{ts_ms}"),
+            message: format!("m{ts_ms}").into(),
             stack_trace: None,
-            context: Some(ctx),
+            context: Some(ctx.to_string().into()),
             source: "s".into(),
             environment: None,
             url: None,
             user_agent: None,
             ip_address: None,
-            fingerprint: format!("fp{group}"),
+            fingerprint: format!("fp{group}").into(),
         }
     }
 
@@ -338,7 +401,11 @@ mod tests {
     fn fold_counts_and_merges() {
         let evs = [
             ev(1, 30, serde_json::json!({"a": 3, "c": 1})),
-            ev(1, 10, serde_json::json!({"a": 1, "b": 1})),
+            ev(
+                1,
+                10,
+                serde_json::json!({"a": 1, "b": 1, "q\"k": {"n": [1, "x"]}}),
+            ),
             ev(2, 20, serde_json::json!({})),
         ];
         let mut folds = fold(evs.iter());
@@ -347,9 +414,11 @@ mod tests {
         assert_eq!(folds[0].count, 2);
         assert_eq!(folds[0].first_ms, 10);
         assert_eq!(folds[0].latest.ts_ms, 30);
+        let merged: serde_json::Value =
+            serde_json::from_str(&merged_json(folds[0].context.as_ref().unwrap())).unwrap();
         assert_eq!(
-            serde_json::Value::Object(folds[0].context.clone().unwrap()),
-            serde_json::json!({"a": 3, "b": 1, "c": 1})
+            merged,
+            serde_json::json!({"a": 3, "b": 1, "c": 1, "q\"k": {"n": [1, "x"]}})
         );
         assert_eq!(folds[1].count, 1);
     }
