@@ -78,7 +78,14 @@ if ! ch_up; then
     bin=$(command -v clickhouse-server || echo /usr/sbin/clickhouse-server)
     mkdir -p /var/lib/clickhouse /var/log/clickhouse-server
     chown -R clickhouse:clickhouse /var/lib/clickhouse /var/log/clickhouse-server 2>/dev/null || true
-    start-stop-daemon --start --quiet --background --chuid clickhouse:clickhouse \
+    # Debian's ClickHouse links jemalloc, which hands freed memory back to
+    # the kernel; every insert then faults its buffers in again (about 40 %
+    # of ClickHouse's CPU under Sluice's inserts here). Keeping the memory
+    # costs resident size (a few GB under load) and saves that CPU; see
+    # BENCHMARKS.md. SLUICE_CH_MALLOC_CONF overrides it ("" for jemalloc's
+    # defaults).
+    env MALLOC_CONF="${SLUICE_CH_MALLOC_CONF-dirty_decay_ms:-1,muzzy_decay_ms:-1}" \
+      start-stop-daemon --start --quiet --background --chuid clickhouse:clickhouse \
       --exec "$bin" -- --config=/etc/clickhouse-server/config.xml
     wait_for clickhouse 120 ch_up
   fi

@@ -285,6 +285,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         Arc::new(sluice_ingest::Ingest::new(
             sluice_ingest::IngestConfig {
                 rate_limit_per_min: cfg.ingest_rate_limit,
+                max_inflight_body_bytes: cfg.ingest_inflight_mb.max(1) << 20,
                 scrub,
                 trusted_proxies: cfg.trusted_proxies.clone(),
                 ..Default::default()

@@ -82,6 +82,10 @@ pub struct Config {
     /// Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
     #[arg(long, env = "SLUICE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Request bytes (as received and as decompressed) all ingest requests
+    /// together may hold, in MiB; past it ingest answers 503.
+    #[arg(long, env = "SLUICE_INGEST_INFLIGHT_MB", default_value_t = 64)]
+    pub ingest_inflight_mb: usize,
     /// Open connections a listener serves at once; more wait in the
     /// kernel's accept queue.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -106,7 +110,7 @@ pub struct Config {
     #[arg(long, env = "SLUICE_WORKER_LINGER_MS", default_value_t = 500)]
     pub worker_linger_ms: u64,
     /// Entries a worker asks of each stream per read.
-    #[arg(long, env = "SLUICE_WORKER_READ_COUNT", default_value_t = 64)]
+    #[arg(long, env = "SLUICE_WORKER_READ_COUNT", default_value_t = 16)]
     pub worker_read_count: usize,
     /// Pending entries idle this long are reclaimed from dead consumers (ms).
     #[arg(long, env = "SLUICE_WORKER_RECLAIM_IDLE_MS", default_value_t = 30_000)]

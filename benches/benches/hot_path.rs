@@ -90,6 +90,9 @@ fn benches(c: &mut Criterion) {
     g.bench_function("gunzip_body", |b| {
         b.iter(|| black_box(sluice_benches::gunzip(black_box(&gz))))
     });
+    g.bench_function("gunzip_body_streaming", |b| {
+        b.iter(|| black_box(sluice_benches::gunzip_streaming(black_box(&gz))))
+    });
     g.bench_function("split_and_decode_batch_body", |b| {
         b.iter(|| {
             let raws: Vec<&serde_json::value::RawValue> =
@@ -127,6 +130,9 @@ fn loadgen(c: &mut Criterion) {
     let gz = sluice_benches::gzip(&array);
     g.bench_function("gunzip_body", |b| {
         b.iter(|| black_box(sluice_benches::gunzip(black_box(&gz))))
+    });
+    g.bench_function("gunzip_body_streaming", |b| {
+        b.iter(|| black_box(sluice_benches::gunzip_streaming(black_box(&gz))))
     });
     g.bench_function("split_body", |b| {
         b.iter(|| {

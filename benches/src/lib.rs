@@ -135,8 +135,18 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap_or_default()
 }
 
-/// What ingest does to a gzip'd body.
+/// What ingest does to a gzip'd body of one member: libdeflate, into a
+/// buffer sized from the trailer.
 pub fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; sluice_ingest::gunzip::stated_size(data).unwrap_or(0)];
+    if sluice_ingest::gunzip::one_member(data, &mut out).is_none() {
+        out.clear();
+    }
+    out
+}
+
+/// What ingest does to other gzip'd bodies: flate2, streaming.
+pub fn gunzip_streaming(data: &[u8]) -> Vec<u8> {
     use std::io::Read;
     let mut out = Vec::with_capacity(data.len() * 8);
     let _ = flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out);

@@ -133,7 +133,20 @@ fn decompress(
             }
             return Ok((raw.to_vec(), held));
         }
-        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
+        Encoding::Gzip => {
+            // one member whose trailer states a size within the limit: the
+            // fast path; anything else streams below
+            if let Some(size) = crate::gunzip::stated_size(raw).filter(|s| *s <= limit) {
+                if !budget.cover(&mut held, size) {
+                    return Err(overloaded());
+                }
+                let mut out = vec![0u8; size];
+                if crate::gunzip::one_member(raw, &mut out).is_some() {
+                    return Ok((out, held));
+                }
+            }
+            Box::new(flate2::read::MultiGzDecoder::new(raw))
+        }
         Encoding::Zstd => Box::new(
             zstd::stream::read::Decoder::new(raw)
                 .map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?,
@@ -239,6 +252,32 @@ mod tests {
         let (out, held) = decompress(Encoding::Gzip, &gz, 8 << 20, &budget).unwrap();
         assert_eq!(out.len(), 4 << 20);
         assert!(held.bytes >= out.len());
+    }
+
+    #[test]
+    fn gzip_members_all_count_whichever_path_reads_them() {
+        let budget = Budget::default();
+        let one = gzip(b"[1,2]");
+        assert_eq!(
+            decompress(Encoding::Gzip, &one, 100, &budget).unwrap().0,
+            b"[1,2]"
+        );
+        let two = [gzip(b"[1,"), gzip(b"2]")].concat();
+        assert_eq!(
+            decompress(Encoding::Gzip, &two, 100, &budget).unwrap().0,
+            b"[1,2]"
+        );
+        let same = [gzip(b"ab"), gzip(b"ab")].concat();
+        assert_eq!(
+            decompress(Encoding::Gzip, &same, 100, &budget).unwrap().0,
+            b"abab"
+        );
+        // a trailer claiming little does not lift the cap
+        let mut bomb = gzip(&vec![0u8; 4 << 20]);
+        let n = bomb.len();
+        bomb[n - 4..].copy_from_slice(&10u32.to_le_bytes());
+        let err = decompress(Encoding::Gzip, &bomb, 1 << 20, &budget).unwrap_err();
+        assert!(matches!(err.status.as_u16(), 400 | 413), "{err:?}");
     }
 
     #[test]

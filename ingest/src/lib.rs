@@ -18,6 +18,7 @@ pub mod context;
 pub mod event;
 pub mod fingerprint;
 pub mod frames;
+pub mod gunzip;
 pub mod response;
 pub mod scrub;
 pub mod sink;

@@ -51,9 +51,19 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// How long a Redis command may take before it fails. Longer than any
+/// blocking read the workers make (the client's default, 500 ms, is not).
+pub const REDIS_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Build a Redis pool from a URL (`redis://127.0.0.1:6379`).
 pub fn redis_pool(url: &str, max_size: usize) -> Result<deadpool_redis::Pool> {
-    let mut cfg = deadpool_redis::Config::from_url(url);
-    cfg.pool = Some(deadpool_redis::PoolConfig::new(max_size));
-    Ok(cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?)
+    let conn = deadpool_redis::redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(REDIS_RESPONSE_TIMEOUT));
+    let manager = deadpool_redis::Manager::new_with_config(url, conn)?;
+    deadpool_redis::Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool_redis::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StorageError::Invalid(format!("redis pool: {e}")))
 }

@@ -119,3 +119,73 @@ async fn worker_killed_mid_batch_leaves_exact_counts() {
     let _ = second.wait();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stores_again_what_it_was_given_but_never_acknowledged() {
+    let app = TestApp::spawn_with(
+        Mode {
+            worker: false,
+            ..Mode::ALL
+        },
+        |_| {},
+    )
+    .await;
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"message": "pending entry", "source": "pending", "context": {"i": i}}))
+        .collect();
+    let r = app
+        .post("/api/errors/batch")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The entry is delivered to this consumer, which then "loses" it (a
+    // broken connection, say): pending, never acknowledged.
+    let mut cfg = sluice_workers::WorkerConfig::new(app.running.layout.clone());
+    cfg.consumer = format!("recovery-{}", app.tenant_id.simple());
+    // Long enough that reclaiming dead consumers' entries cannot be what
+    // brings it back: only the consumer's own recovery can.
+    cfg.reclaim_idle = Duration::from_secs(3600);
+    cfg.linger = Duration::from_millis(50);
+    let keys = app.running.layout.all_error_keys();
+    let mut conn = app.running.redis.get().await.unwrap();
+    let delivered: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(sluice_storage::streams::GROUP)
+        .arg(format!("{}-e0", cfg.consumer))
+        .arg("STREAMS")
+        .arg(&keys)
+        .arg(vec![">"; keys.len()])
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(delivered.keys.iter().map(|k| k.ids.len()).sum::<usize>(), 1);
+    drop(conn);
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stores = sluice_workers::Stores {
+        redis: app.running.redis.clone(),
+        pg: app.running.pg.clone(),
+        ch: app.running.ch.clone(),
+    };
+    let worker = tokio::spawn(sluice_workers::run(cfg, stores, stopped));
+    wait_for("all 10 in Postgres", || async {
+        (app.total_count().await == 10).then_some(())
+    })
+    .await;
+    wait_for("all 10 in ClickHouse", || async {
+        let n = events::count_raw(&app.running.ch, app.tenant_id, None)
+            .await
+            .unwrap();
+        (n == 10).then_some(())
+    })
+    .await;
+    assert_eq!(app.total_count().await, 10);
+    let mut conn = app.running.redis.get().await.unwrap();
+    assert_eq!(app.running.layout.backlog(&mut conn).await.unwrap(), 0);
+    let _ = stop.send(true);
+    let _ = worker.await;
+    app.stop().await;
+}

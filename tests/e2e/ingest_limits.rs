@@ -401,3 +401,43 @@ async fn full_backlog_answers_503_and_keeps_what_was_accepted() {
     assert_eq!(backlog, accepted);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_memory_budget_answer_503() {
+    let app = TestApp::spawn_with(Mode::ALL, |c| c.ingest_inflight_mb = 1).await;
+    // 1,000 events of about 2 KiB, well under the 20 MiB request cap but
+    // more than the 1 MiB of request bytes ingest may hold
+    let big: Vec<Value> = (0..1000)
+        .map(|i| json!({"message": format!("budget {i} {}", "x".repeat(2000)), "source": "budget"}))
+        .collect();
+    let gz = gzip(serde_json::to_vec(&big).unwrap().as_slice());
+    let r = app
+        .post("/api/errors/batch")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let (_, v) = body(r).await;
+    assert_error_envelope(&v, "overloaded");
+    // what fits is accepted as before, and stored
+    let small: Vec<Value> = (0..10)
+        .map(|i| json!({"message": format!("fits {i}"), "source": "budget"}))
+        .collect();
+    let (s, v) = body(
+        app.post("/api/errors/batch")
+            .json(&small)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    wait_for("the small batch stored", || async {
+        (app.total_count().await == 10).then_some(())
+    })
+    .await;
+    app.stop().await;
+}

@@ -239,7 +239,11 @@ async fn gather(shared: &Shared, shutdown: &watch::Receiver<bool>) -> Result<Bat
                 batch.push(shared.kind, shard, sid);
             }
         }
-        if !batch.is_empty() && deadline.is_none() {
+        if batch.is_empty() {
+            // idle: back to the reader, which looks at pending entries
+            return Ok(batch);
+        }
+        if deadline.is_none() {
             deadline = Some(Instant::now() + cfg.linger);
         }
         let full = batch.events >= cfg.batch_size as u64 || batch.bytes >= cfg.batch_bytes;

@@ -66,7 +66,7 @@ impl WorkerConfig {
             batch_size: 50_000,
             batch_bytes: 32 << 20,
             linger: Duration::from_millis(500),
-            read_count: 64,
+            read_count: 16,
             inflight_batches: 1,
             block: Duration::from_millis(500),
             reclaim_idle: Duration::from_secs(30),
