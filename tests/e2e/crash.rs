@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice::app::Mode;
-use sluice_storage::ch::events;
 
-use crate::support::{wait_for, TestApp};
+use crate::support::TestApp;
 
 fn worker(app: &TestApp, crash: bool) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -71,34 +70,20 @@ async fn worker_killed_mid_batch_leaves_exact_counts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!status.success(), "the worker aborted");
-    let in_ch = events::count_raw(&app.running.ch, app.tenant_id, None)
-        .await
-        .unwrap();
-    assert_eq!(in_ch, 20, "one batch reached ClickHouse before the crash");
+    assert_eq!(
+        app.stored_in_clickhouse().await,
+        20,
+        "one batch reached ClickHouse before the crash"
+    );
     assert_eq!(app.total_count().await, 0, "nothing reached Postgres");
 
     // Second worker: reclaims the dead consumer's pending entries.
     let mut second = worker(&app, false);
-    wait_for("all 50 in Postgres", || async {
-        (app.total_count().await == 50).then_some(())
-    })
-    .await;
-    wait_for("all 50 in ClickHouse", || async {
-        let n = events::count_raw(&app.running.ch, app.tenant_id, None)
-            .await
-            .unwrap();
-        (n == 50).then_some(())
-    })
-    .await;
+    app.wait_stored(50).await;
     // Give any double processing time to show, then check again.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(app.total_count().await, 50);
-    assert_eq!(
-        events::count_raw(&app.running.ch, app.tenant_id, None)
-            .await
-            .unwrap(),
-        50
-    );
+    assert_eq!(app.stored_in_clickhouse().await, 50);
     let mut conn = app.running.redis.get().await.unwrap();
     assert_eq!(
         app.running.layout.backlog(&mut conn).await.unwrap(),
@@ -171,18 +156,7 @@ async fn a_consumer_stores_again_what_it_was_given_but_never_acknowledged() {
         ch: app.running.ch.clone(),
     };
     let worker = tokio::spawn(sluice_workers::run(cfg, stores, stopped));
-    wait_for("all 10 in Postgres", || async {
-        (app.total_count().await == 10).then_some(())
-    })
-    .await;
-    wait_for("all 10 in ClickHouse", || async {
-        let n = events::count_raw(&app.running.ch, app.tenant_id, None)
-            .await
-            .unwrap();
-        (n == 10).then_some(())
-    })
-    .await;
-    assert_eq!(app.total_count().await, 10);
+    app.wait_stored(10).await;
     let mut conn = app.running.redis.get().await.unwrap();
     assert_eq!(app.running.layout.backlog(&mut conn).await.unwrap(), 0);
     let _ = stop.send(true);

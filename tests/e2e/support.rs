@@ -143,6 +143,26 @@ impl TestApp {
             .unwrap_or(0)
     }
 
+    /// Occurrences of this tenant in ClickHouse's raw table.
+    pub async fn stored_in_clickhouse(&self) -> u64 {
+        sluice_storage::ch::events::count_raw(&self.running.ch, self.tenant_id, None)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until Postgres's group counts and ClickHouse's rows of this
+    /// tenant both reach `n`.
+    pub async fn wait_stored(&self, n: u64) {
+        wait_for(&format!("all {n} in Postgres"), || async {
+            (self.total_count().await == n as i64).then_some(())
+        })
+        .await;
+        wait_for(&format!("all {n} in ClickHouse"), || async {
+            (self.stored_in_clickhouse().await == n).then_some(())
+        })
+        .await;
+    }
+
     pub async fn stop(self) {
         let TestApp {
             running, tenant_id, ..
