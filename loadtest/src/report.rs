@@ -144,6 +144,11 @@ pub struct Report {
     pub slots: u64,
     pub events: u64,
     pub events_per_sec: f64,
+    /// Error events the server accepted, warm-up and lag probes included:
+    /// what the stores must hold for this run's tenant.
+    pub accepted_errors: u64,
+    /// Error events sent without an answer (they may or may not be stored).
+    pub unanswered_errors: u64,
     pub status_counts: StatusCounts,
     pub latency_ms: Latency,
     pub late_sends: u64,
@@ -364,6 +369,8 @@ mod tests {
             slots: 4,
             events: 4,
             events_per_sec: 4.0,
+            accepted_errors: 4,
+            unanswered_errors: 0,
             status_counts: StatusCounts::of(&s),
             latency_ms: Latency::of(&s),
             late_sends: 0,

@@ -215,6 +215,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         None => None,
     };
 
+    let accepted_errors =
+        stats.accepted_errors + warmup.accepted_errors + lag.as_ref().map_or(0, |l| l.accepted);
+    let unanswered_errors = stats.ambiguous_errors + warmup.ambiguous_errors;
     let loss_check = match (&tenant, pool, &args.clickhouse_url) {
         (Some(t), Some(pg), Some(ch_url)) => {
             let stores = Stores {
@@ -226,9 +229,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     password: args.clickhouse_password.clone(),
                 }),
             };
-            let accepted = stats.accepted_errors
-                + warmup.accepted_errors
-                + lag.as_ref().map_or(0, |l| l.accepted);
+            let accepted = accepted_errors;
             if !args.json {
                 eprintln!("run done; waiting for the stores to hold {accepted} accepted events");
             }
@@ -237,7 +238,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     &stores,
                     t.id,
                     accepted,
-                    stats.ambiguous_errors + warmup.ambiguous_errors,
+                    unanswered_errors,
                     run_secs,
                     run_end,
                     Duration::from_secs_f64(args.drain_timeout_secs),
@@ -277,6 +278,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         slots: stats.slots,
         events: stats.events,
         events_per_sec: per_sec(stats.events),
+        accepted_errors,
+        unanswered_errors,
         status_counts: StatusCounts::of(&stats),
         latency_ms: Latency::of(&stats),
         late_sends: stats.late,
