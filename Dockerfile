@@ -8,7 +8,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/sluice /usr/local/bin/sluice
-ENV SLUICE_ADDR=0.0.0.0:8080
+ENV SLUICE_ADDR=0.0.0.0:8080 MIMALLOC_ARENA_EAGER_COMMIT=0
 EXPOSE 8080
 ENTRYPOINT ["sluice"]
 CMD ["all"]
