@@ -21,7 +21,7 @@ use crate::report::{
     late_threshold_ms, Latency, MaxSearch, Payloads, Report, SecondPoint, StatusCounts, Step,
 };
 use crate::scenario::{Workload, WorkloadConfig};
-use crate::schedule::{max_steps, Schedule};
+use crate::schedule::{MaxPlan, Schedule};
 use crate::stats::{Collector, Stats};
 use crate::{Mode, RunArgs};
 
@@ -342,9 +342,9 @@ async fn warm_up(args: &RunArgs, http: &Http, work: &Arc<Workload>) -> Result<St
     .await
 }
 
-/// `--mode max`: steps of rising rate (×1.5) until one misses the SLO,
-/// then `--refine-steps` steps halving the gap between the best passing
-/// and the lowest failing rate.
+/// `--mode max`: the steps [`MaxPlan`] chooses (×1.5 until one misses
+/// the SLO, ÷1.5 when the first one does, then `--refine-steps`
+/// bisections), each judged against the SLO.
 async fn search_max(ctx: &Arc<Ctx>, args: &RunArgs) -> Result<(Stats, MaxSearch)> {
     let cap = args.duration_secs.unwrap_or(DEFAULT_MAX_CAP_SECS);
     let started = Instant::now();
@@ -358,29 +358,15 @@ async fn search_max(ctx: &Arc<Ctx>, args: &RunArgs) -> Result<(Stats, MaxSearch)
     let out_of_time = |search: &MaxSearch| {
         !search.steps.is_empty() && started.elapsed().as_secs_f64() + args.step_secs > cap
     };
-    let mut failed_at = None;
-    for rate in max_steps(args.rate, MAX_FACTOR) {
+    let mut plan = MaxPlan::new(args.rate, MAX_FACTOR, args.refine_steps);
+    while let Some(rate) = plan.next_rate() {
         if out_of_time(&search) {
             break;
         }
-        if !max_step(ctx, args, rate, &mut total, &mut search).await? {
-            failed_at = Some(rate);
-            break;
-        }
+        let met = max_step(ctx, args, rate, &mut total, &mut search).await?;
+        plan.record(rate, met);
     }
-    if let (Some(mut high), Some(mut low)) = (failed_at, search.best_rate) {
-        for _ in 0..args.refine_steps {
-            if out_of_time(&search) {
-                break;
-            }
-            let mid = (low + high) / 2.0;
-            if max_step(ctx, args, mid, &mut total, &mut search).await? {
-                low = mid;
-            } else {
-                high = mid;
-            }
-        }
-    }
+    search.best_rate = plan.best();
     Ok((total, search))
 }
 
@@ -404,9 +390,6 @@ async fn max_step(
     let step = judge(&s, rate, args.step_secs, args.slo_p99_ms);
     total.merge(&s)?;
     let met = step.met_slo;
-    if met && search.best_rate.is_none_or(|b| rate > b) {
-        search.best_rate = Some(rate);
-    }
     search.steps.push(step);
     if !met {
         // let the target drain what the overload queued, so the next step

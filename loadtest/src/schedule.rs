@@ -82,9 +82,59 @@ impl Schedule {
     }
 }
 
-/// The rates `--mode max` tries: `start`, then ×`factor` each step.
-pub fn max_steps(start: f64, factor: f64) -> impl Iterator<Item = f64> {
-    std::iter::successors(Some(start), move |r| Some(r * factor))
+/// The rates `--mode max` tries, each chosen from how the last one went:
+/// `start`, then ×`factor` while steps pass; when the very first step
+/// fails, ÷`factor` until one passes (down to 1/s); then `refine` steps
+/// halving the gap between the best passing and the lowest failing rate.
+#[derive(Debug, Clone)]
+pub struct MaxPlan {
+    factor: f64,
+    refine_left: u32,
+    next: Option<f64>,
+    best: Option<f64>,
+    failed: Option<f64>,
+}
+
+impl MaxPlan {
+    pub fn new(start: f64, factor: f64, refine: u32) -> Self {
+        Self {
+            factor,
+            refine_left: refine,
+            next: Some(start),
+            best: None,
+            failed: None,
+        }
+    }
+
+    /// The rate of the next step, if any.
+    pub fn next_rate(&self) -> Option<f64> {
+        self.next
+    }
+
+    /// The highest rate that passed.
+    pub fn best(&self) -> Option<f64> {
+        self.best
+    }
+
+    /// Records whether the step at `rate` met the SLO.
+    pub fn record(&mut self, rate: f64, met: bool) {
+        if met {
+            self.best = Some(self.best.map_or(rate, |b| b.max(rate)));
+        } else {
+            self.failed = Some(self.failed.map_or(rate, |f| f.min(rate)));
+        }
+        self.next = match (self.best, self.failed) {
+            // still climbing
+            (Some(b), None) => Some(b * self.factor),
+            // nothing has passed yet: descend
+            (None, Some(f)) => Some(f / self.factor).filter(|r| *r >= 1.0),
+            (Some(b), Some(f)) if self.refine_left > 0 => {
+                self.refine_left -= 1;
+                Some((b + f) / 2.0)
+            }
+            _ => None,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -166,8 +216,35 @@ mod tests {
     }
 
     #[test]
-    fn max_steps_grow_by_the_factor() {
-        let v: Vec<f64> = max_steps(1000.0, 1.5).take(3).collect();
-        assert_eq!(v, vec![1000.0, 1500.0, 2250.0]);
+    fn max_plan_climbs_then_bisects() {
+        let mut p = MaxPlan::new(1000.0, 1.5, 2);
+        let mut tried = Vec::new();
+        // passes up to 2,000/s
+        while let Some(r) = p.next_rate() {
+            tried.push(r);
+            p.record(r, r <= 2000.0);
+        }
+        assert_eq!(tried, vec![1000.0, 1500.0, 2250.0, 1875.0, 2062.5]);
+        assert_eq!(p.best(), Some(1875.0));
+    }
+
+    #[test]
+    fn max_plan_descends_when_the_start_is_too_high() {
+        let mut p = MaxPlan::new(1000.0, 2.0, 1);
+        let mut tried = Vec::new();
+        while let Some(r) = p.next_rate() {
+            tried.push(r);
+            p.record(r, r <= 300.0);
+        }
+        assert_eq!(tried, vec![1000.0, 500.0, 250.0, 375.0]);
+        assert_eq!(p.best(), Some(250.0));
+        // nothing ever passes: it stops below 1/s
+        let mut p = MaxPlan::new(4.0, 2.0, 3);
+        let mut n = 0;
+        while let Some(r) = p.next_rate() {
+            p.record(r, false);
+            n += 1;
+        }
+        assert_eq!((n, p.best()), (3, None));
     }
 }
