@@ -286,6 +286,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             sluice_ingest::IngestConfig {
                 rate_limit_per_min: cfg.ingest_rate_limit,
                 max_inflight_body_bytes: cfg.ingest_inflight_mb.max(1) << 20,
+                decode_slots: cfg.ingest_concurrency.max(1),
                 scrub,
                 trusted_proxies: cfg.trusted_proxies.clone(),
                 ..Default::default()

@@ -86,6 +86,10 @@ pub struct Config {
     /// together may hold, in MiB; past it ingest answers 503.
     #[arg(long, env = "SLUICE_INGEST_INFLIGHT_MB", default_value_t = 64)]
     pub ingest_inflight_mb: usize,
+    /// Ingest requests between their body and their answer at once; more
+    /// wait up to 2 s for a turn, then are answered 503.
+    #[arg(long, env = "SLUICE_INGEST_CONCURRENCY", default_value_t = 64)]
+    pub ingest_concurrency: usize,
     /// Open connections a listener serves at once; more wait in the
     /// kernel's accept queue.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]

@@ -175,10 +175,35 @@ fn decompress(
 /// Reads the whole body, decompressed, at most `limit` bytes either way.
 pub async fn read<B>(
     headers: &HeaderMap,
-    mut body: B,
+    body: B,
     limit: usize,
     budget: &Budget,
 ) -> Result<Body, Rejection>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    read_raw(headers, body, limit, budget)
+        .await?
+        .decompress(limit, budget)
+        .await
+}
+
+/// A body as received (still compressed), with its share of the budget.
+#[derive(Debug)]
+pub struct Raw {
+    enc: Encoding,
+    bytes: Bytes,
+    held: Held,
+}
+
+/// Reads the whole body as sent, at most `limit` bytes.
+pub async fn read_raw<B>(
+    headers: &HeaderMap,
+    mut body: B,
+    limit: usize,
+    budget: &Budget,
+) -> Result<Raw, Rejection>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -209,26 +234,37 @@ where
             raw.extend_from_slice(&data);
         }
     }
-    let raw = raw.freeze();
-    let (bytes, held) = match enc {
-        Encoding::Identity => (raw, held),
-        _ if raw.len() <= INLINE_DECOMPRESS => {
-            let (out, out_held) = decompress(enc, &raw, limit, budget)?;
-            (Bytes::from(out), out_held)
-        }
-        _ => {
-            let budget = budget.clone();
-            let (out, out_held) =
-                tokio::task::spawn_blocking(move || decompress(enc, &raw, limit, &budget))
-                    .await
-                    .map_err(|e| {
-                        Rejection::bad_request(format!("could not decompress body: {e}"))
-                    })??;
-            (Bytes::from(out), out_held)
-        }
-    };
-    // the compressed bytes (and their share) are gone by now
-    Ok(Body { bytes, _held: held })
+    Ok(Raw {
+        enc,
+        bytes: raw.freeze(),
+        held,
+    })
+}
+
+impl Raw {
+    /// The body decompressed, at most `limit` bytes; the compressed bytes
+    /// and their share of the budget are gone once it returns.
+    pub async fn decompress(self, limit: usize, budget: &Budget) -> Result<Body, Rejection> {
+        let Raw { enc, bytes, held } = self;
+        let (bytes, held) = match enc {
+            Encoding::Identity => (bytes, held),
+            _ if bytes.len() <= INLINE_DECOMPRESS => {
+                let (out, out_held) = decompress(enc, &bytes, limit, budget)?;
+                (Bytes::from(out), out_held)
+            }
+            _ => {
+                let budget = budget.clone();
+                let (out, out_held) =
+                    tokio::task::spawn_blocking(move || decompress(enc, &bytes, limit, &budget))
+                        .await
+                        .map_err(|e| {
+                            Rejection::bad_request(format!("could not decompress body: {e}"))
+                        })??;
+                (Bytes::from(out), out_held)
+            }
+        };
+        Ok(Body { bytes, _held: held })
+    }
 }
 
 #[cfg(test)]

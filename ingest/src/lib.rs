@@ -2,11 +2,12 @@
 //!
 //! An error's path: [`Ingest::handle`] authenticates the `X-API-Key` from
 //! the in-memory [`KeyDirectory`] (no database round trip), applies the
-//! key's rate limit ([`sluice_storage::ratelimit`]), reads the body within its caps and
-//! decompresses it ([`body`]), validates each event, scrubs PII
-//! ([`scrub`]) and fingerprints it ([`fingerprint`]), then hands it to the
-//! [`sink`], which appends it to the tenant's Redis stream shard in a
-//! pipelined round trip shared with concurrent requests.
+//! key's rate limit ([`sluice_storage::ratelimit`]), reads the body within
+//! its caps, waits for its turn ([`gate`]), decompresses it ([`body`]),
+//! validates each event, scrubs PII ([`scrub`]) and fingerprints it
+//! ([`fingerprint`]), then hands it to the [`sink`], which appends it to
+//! the tenant's Redis stream shard in a pipelined round trip shared with
+//! concurrent requests.
 //!
 //! What a success answer guarantees: the event is in Redis (durable as far
 //! as Redis is configured to be). It does not guarantee the event is yet
@@ -18,6 +19,7 @@ pub mod context;
 pub mod event;
 pub mod fingerprint;
 pub mod frames;
+pub mod gate;
 pub mod gunzip;
 pub mod response;
 pub mod scrub;
@@ -51,6 +53,11 @@ pub struct IngestConfig {
     /// Request bytes (as received and decompressed) all requests together
     /// may hold: the bound on ingest's memory for bodies.
     pub max_inflight_body_bytes: usize,
+    /// Requests between their body and their answer at once ([`gate`]),
+    /// and how long a request may wait for its turn before it is refused
+    /// (503).
+    pub decode_slots: usize,
+    pub decode_wait: std::time::Duration,
     pub scrub: ScrubConfig,
     pub trusted_proxies: Vec<IpNet>,
 }
@@ -63,6 +70,8 @@ impl Default for IngestConfig {
             max_request_bytes: 20 << 20,
             max_batch_events: 1000,
             max_inflight_body_bytes: 64 << 20,
+            decode_slots: 64,
+            decode_wait: std::time::Duration::from_secs(2),
             scrub: ScrubConfig::default(),
             trusted_proxies: Vec::new(),
         }
@@ -85,6 +94,7 @@ pub fn is_ingest_request<B>(req: &Request<B>) -> bool {
 pub struct Ingest {
     cfg: IngestConfig,
     budget: body::Budget,
+    gate: gate::Gate,
     keys: KeyDirectory,
     limiter: KeyLimiter,
     sink: Arc<StreamSink>,
@@ -101,6 +111,7 @@ impl Ingest {
         Self {
             limiter: KeyLimiter::new(cfg.rate_limit_per_min),
             budget: body::Budget::new(cfg.max_inflight_body_bytes),
+            gate: gate::Gate::new(cfg.decode_slots, cfg.decode_wait),
             cfg,
             keys,
             sink,
@@ -192,9 +203,12 @@ impl Ingest {
             self.cfg.max_event_bytes
         };
         let (parts, body) = req.into_parts();
-        let bytes = body::read(&parts.headers, body, limit, &self.budget).await?;
-        // Decode, encode for the stream and write the answer first; the
-        // body and the decoded events are gone before waiting for Redis.
+        let raw = body::read_raw(&parts.headers, body, limit, &self.budget).await?;
+        // At most `decode_slots` requests at a time decompress, decode,
+        // encode for the stream and wait for Redis; the body and the
+        // decoded events are gone before the wait.
+        let slot = self.gate.enter().await?;
+        let bytes = raw.decompress(limit, &self.budget).await?;
         let (chunks, events, reply) = if batch {
             self.batch(&bytes, &meta)?
         } else {
@@ -202,6 +216,7 @@ impl Ingest {
         };
         drop(bytes);
         self.store(&meta, chunks).await?;
+        drop(slot);
         metrics::counter!("sluice_ingest_events_total").increment(events as u64);
         Ok(reply)
     }
