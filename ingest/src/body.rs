@@ -44,7 +44,8 @@ fn too_large(limit: usize) -> Rejection {
     Rejection::too_large(format!("request body exceeds {limit} bytes"))
 }
 
-fn overloaded() -> Rejection {
+/// The refusal when ingest holds all the work it may.
+pub(crate) fn overloaded() -> Rejection {
     Rejection::unavailable("overloaded", "ingest is overloaded, retry later", 1)
 }
 

@@ -39,11 +39,7 @@ impl Gate {
         match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Slot { _permit: permit }),
             // timed out, or (never: the semaphore is not closed) closed
-            _ => Err(Rejection::unavailable(
-                "overloaded",
-                "ingest is overloaded, retry later",
-                1,
-            )),
+            _ => Err(crate::body::overloaded()),
         }
     }
 }

@@ -229,15 +229,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     password: args.clickhouse_password.clone(),
                 }),
             };
-            let accepted = accepted_errors;
             if !args.json {
-                eprintln!("run done; waiting for the stores to hold {accepted} accepted events");
+                eprintln!(
+                    "run done; waiting for the stores to hold {accepted_errors} accepted events"
+                );
             }
             Some(
                 check::drain(
                     &stores,
                     t.id,
-                    accepted,
+                    accepted_errors,
                     unanswered_errors,
                     run_secs,
                     run_end,
