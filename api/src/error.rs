@@ -114,6 +114,23 @@ pub fn ok(data: serde_json::Value) -> Json<serde_json::Value> {
     Json(json!({"data": data, "status": "success"}))
 }
 
+/// The Health Monitor envelope around any serializable answer, written
+/// without building a `Value` tree first (stored JSON passes through as
+/// it is).
+#[derive(serde::Serialize)]
+pub struct Envelope<T> {
+    data: T,
+    status: &'static str,
+}
+
+/// `{"data": ..., "status": "success"}` for a typed answer.
+pub fn ok_of<T: serde::Serialize>(data: T) -> Json<Envelope<T>> {
+    Json(Envelope {
+        data,
+        status: "success",
+    })
+}
+
 /// `{"success": true, "message": ..., "data": ...}` (Database Tracking).
 pub fn tracking_ok(message: &str, data: serde_json::Value) -> Json<serde_json::Value> {
     Json(json!({"success": true, "message": message, "data": data}))

@@ -5,10 +5,22 @@
 //! decoding; the others are decoded, scrubbed and written again; values of
 //! sensitive keys become `"[redacted]"`. No tree is built, and keys keep
 //! the client's order. Insignificant whitespace is dropped.
+//!
+//! What the stores cannot hold is dealt with here too (see
+//! [`sluice_storage::limits`]): nesting deeper than the limit and string
+//! escapes that are not Unicode (lone surrogates) are refused; `\u0000`
+//! becomes U+FFFD; a number outside f64's range is kept as a string of its
+//! text, so every reader can read the context back.
 
 use std::borrow::Cow;
 
+use sluice_storage::limits::{self, MAX_JSON_DEPTH};
+
 use crate::scrub::{self, ScrubConfig, REDACTED};
+
+/// Deepest nesting inside a context: the context sits one level inside
+/// the event, and the event's document is bounded by [`MAX_JSON_DEPTH`].
+pub const MAX_CONTEXT_DEPTH: usize = MAX_JSON_DEPTH - 1;
 
 /// The scrubbed text of a context given as raw JSON: `None` for `null`,
 /// an error for anything but an object.
@@ -29,10 +41,15 @@ pub fn scrub(raw: &str, cfg: &ScrubConfig) -> Result<Option<String>, String> {
         } else {
             Vec::new()
         },
+        depth: 0,
+        refusal: None,
     };
-    w.value(start)
-        .ok_or_else(|| "invalid context: not well-formed JSON".to_string())?;
-    Ok(Some(w.out))
+    match w.value(start) {
+        Some(_) => Ok(Some(w.out)),
+        None => Err(w
+            .refusal
+            .unwrap_or_else(|| "invalid context: not well-formed JSON".to_string())),
+    }
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -97,6 +114,11 @@ struct Writer<'a> {
     out: String,
     /// Sorted byte offsets where scrubbing may find something.
     candidates: Vec<usize>,
+    /// Containers open around the current value.
+    depth: usize,
+    /// Why the context is refused, when it is well-formed JSON but not
+    /// something the stores can hold.
+    refusal: Option<String>,
 }
 
 impl Writer<'_> {
@@ -107,15 +129,52 @@ impl Writer<'_> {
     /// Writes the value at `i` (no whitespace before it); returns its end.
     fn value(&mut self, i: usize) -> Option<usize> {
         match *self.bytes().get(i)? {
-            b'{' => self.object(i),
-            b'[' => self.array(i),
+            b'{' | b'[' => {
+                self.depth += 1;
+                if self.depth > MAX_CONTEXT_DEPTH {
+                    return self.refuse(format!(
+                        "context nested deeper than {MAX_CONTEXT_DEPTH} levels"
+                    ));
+                }
+                let end = if self.bytes()[i] == b'{' {
+                    self.object(i)
+                } else {
+                    self.array(i)
+                };
+                self.depth -= 1;
+                end
+            }
             b'"' => self.string(i),
             _ => {
-                // a number, true, false or null: copied as written
+                // a number, true, false or null: copied as written, but a
+                // number no f64 holds is kept as the string of its text
                 let e = skip_value(self.bytes(), i)?;
-                self.out.push_str(self.raw.get(i..e)?);
+                let lit = self.raw.get(i..e)?;
+                let number = lit.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+                if !number || limits::number_fits(lit) {
+                    self.out.push_str(lit);
+                } else {
+                    push_json_string(&mut self.out, lit);
+                }
                 Some(e)
             }
+        }
+    }
+
+    fn refuse<T>(&mut self, why: String) -> Option<T> {
+        self.refusal = Some(why);
+        None
+    }
+
+    /// The text of a string literal that has `\u` escapes, checked: a
+    /// lone surrogate is refused, U+0000 replaced. `None` (and a refusal)
+    /// when it is not Unicode.
+    fn unescape(&mut self, lit: &str) -> Option<String> {
+        match serde_json::from_str::<String>(lit) {
+            Ok(text) => Some(limits::replace_nul(text.into()).into_owned()),
+            Err(_) => self.refuse(
+                "context holds a string escape that is not Unicode (a lone surrogate)".into(),
+            ),
         }
     }
 
@@ -124,14 +183,26 @@ impl Writer<'_> {
         let e = string_end(self.bytes(), i)?;
         let lit = self.raw.get(i..e)?;
         let first = self.candidates.partition_point(|&p| p < i);
-        if self.candidates.get(first).is_none_or(|&p| p >= e) {
+        let candidate = self.candidates.get(first).is_some_and(|&p| p < e);
+        let escaped = has_unicode_escape(lit);
+        if !candidate && !escaped {
             self.out.push_str(lit);
             return Some(e);
         }
-        let text: Cow<'_, str> = serde_json::from_str(lit).ok()?;
-        match scrub::scrub_str(&text) {
-            Cow::Borrowed(_) => self.out.push_str(lit),
-            Cow::Owned(s) => push_json_string(&mut self.out, &s),
+        let text: Cow<'_, str> = if escaped {
+            Cow::Owned(self.unescape(lit)?)
+        } else {
+            serde_json::from_str(lit).ok()?
+        };
+        let scrubbed = if candidate {
+            scrub::scrub_str(&text)
+        } else {
+            Cow::Borrowed(text.as_ref())
+        };
+        match scrubbed {
+            // unchanged, and nothing replaced in it: as the client wrote it
+            Cow::Borrowed(_) if !text.contains(limits::NUL_REPLACEMENT) => self.out.push_str(lit),
+            other => push_json_string(&mut self.out, &other),
         }
         Some(e)
     }
@@ -146,15 +217,19 @@ impl Writer<'_> {
         loop {
             let key_end = string_end(self.bytes(), j)?;
             let key_lit = self.raw.get(j..key_end)?;
-            let sensitive = self.cfg.enabled() && {
-                let key: Cow<'_, str> = if key_lit.contains('\\') {
-                    serde_json::from_str(key_lit).ok()?
-                } else {
-                    Cow::Borrowed(key_lit.get(1..key_lit.len() - 1)?)
-                };
-                self.cfg.sensitive(&key)
+            let key: Cow<'_, str> = if has_unicode_escape(key_lit) {
+                Cow::Owned(self.unescape(key_lit)?)
+            } else if key_lit.contains('\\') {
+                serde_json::from_str(key_lit).ok()?
+            } else {
+                Cow::Borrowed(key_lit.get(1..key_lit.len() - 1)?)
             };
-            self.out.push_str(key_lit);
+            let sensitive = self.cfg.enabled() && self.cfg.sensitive(&key);
+            if key.contains(limits::NUL_REPLACEMENT) && has_unicode_escape(key_lit) {
+                push_json_string(&mut self.out, &key);
+            } else {
+                self.out.push_str(key_lit);
+            }
             j = skip_ws(self.bytes(), key_end);
             if self.bytes().get(j) != Some(&b':') {
                 return None;
@@ -217,6 +292,13 @@ impl Writer<'_> {
         }
         Some(end)
     }
+}
+
+/// Whether a string literal has a `\u` escape (which may be U+0000 or a
+/// lone surrogate, neither of which Postgres' jsonb takes).
+fn has_unicode_escape(lit: &str) -> bool {
+    let b = lit.as_bytes();
+    memchr::memchr_iter(b'\\', b).any(|i| b.get(i + 1) == Some(&b'u'))
 }
 
 fn push_json_string(out: &mut String, s: &str) {

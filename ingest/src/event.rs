@@ -1,7 +1,9 @@
 //! Decoding and validating one posted error into an [`ErrorEvent`]:
 //! defaults, level check, PII scrubbing, then the fingerprint and group id.
 //! Strings borrow from the request body unless they had JSON escapes or
-//! scrubbing changed them.
+//! scrubbing changed them. The bounds of [`sluice_storage::limits`] apply:
+//! `source`, `environment` and `fingerprint` have a length limit, U+0000
+//! becomes U+FFFD, and the context is bounded in depth ([`crate::context`]).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,6 +11,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sluice_storage::limits;
 use sluice_storage::model::{group_id, ErrorEvent, Level};
 use uuid::Uuid;
 
@@ -70,10 +73,30 @@ pub struct RequestMeta {
     pub ip_address: Option<String>,
 }
 
-const MAX_FINGERPRINT: usize = 256;
-
+/// A field's text when it has any, with U+0000 replaced (PostgreSQL text
+/// cannot hold it). A borrowed string has no escapes, so no NUL either.
 fn non_empty(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
-    s.map(|s| s.0).filter(|v| !v.trim().is_empty())
+    s.map(|s| s.0)
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| match v {
+            Cow::Owned(_) => limits::replace_nul(v),
+            borrowed => borrowed,
+        })
+}
+
+/// Refuses a field longer than the stores index.
+fn bounded<'a>(
+    name: &str,
+    v: Option<Cow<'a, str>>,
+    max: usize,
+) -> Result<Option<Cow<'a, str>>, String> {
+    match v {
+        Some(v) if v.len() > max => Err(format!(
+            "{name} is {} bytes; at most {max} are accepted",
+            v.len()
+        )),
+        v => Ok(v),
+    }
 }
 
 /// Parses and validates one event; the error is the client's message.
@@ -82,6 +105,10 @@ pub fn decode<'a>(
     meta: &'a RequestMeta,
     scrub: &ScrubConfig,
 ) -> Result<ErrorEvent<'a>, String> {
+    // Fields Sluice does not know are skipped, not stored, but a document
+    // is bounded in depth all the same.
+    limits::check_depth(bytes, limits::MAX_JSON_DEPTH)
+        .map_err(|e| format!("invalid event: {e}"))?;
     let raw: RawEvent<'a> = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
             format!("invalid event: {e}")
@@ -100,16 +127,21 @@ pub fn decode<'a>(
         None => None,
         Some(c) => crate::context::scrub(c.get(), scrub)?.map(Cow::Owned),
     };
-    let client_fp = non_empty(raw.fingerprint);
-    if let Some(fp) = &client_fp {
-        if fp.len() > MAX_FINGERPRINT {
-            return Err(format!("fingerprint longer than {MAX_FINGERPRINT} bytes"));
-        }
-    }
+    let client_fp = bounded(
+        "fingerprint",
+        non_empty(raw.fingerprint),
+        limits::MAX_FINGERPRINT_BYTES,
+    )?;
+    let source = bounded("source", non_empty(raw.source), limits::MAX_SOURCE_BYTES)?
+        .unwrap_or(Cow::Borrowed("unknown"));
+    let environment = bounded(
+        "environment",
+        non_empty(raw.environment),
+        limits::MAX_ENVIRONMENT_BYTES,
+    )?;
     let message = scrub.cow(message);
     let stack_trace = non_empty(raw.stack_trace).map(|s| scrub.cow(s));
     let url = non_empty(raw.url).map(|s| scrub.cow(s));
-    let source = non_empty(raw.source).unwrap_or(Cow::Borrowed("unknown"));
 
     let fingerprint = match client_fp {
         Some(fp) => fp,
@@ -124,7 +156,7 @@ pub fn decode<'a>(
         stack_trace,
         context,
         source,
-        environment: non_empty(raw.environment),
+        environment,
         url,
         user_agent: meta.user_agent.as_deref().map(Cow::Borrowed),
         ip_address: meta.ip_address.as_deref().map(Cow::Borrowed),
@@ -266,6 +298,76 @@ mod tests {
         assert!(decode(br#"{"message":5}"#, &m, &s)
             .unwrap_err()
             .starts_with("invalid event"));
+    }
+
+    #[test]
+    fn what_the_stores_cannot_hold_is_refused_or_normalised() {
+        let s = ScrubConfig::default();
+        let m = meta();
+        // NUL: replaced, in fields, context values and keys
+        let ev = decode(
+            br#"{"message":"nul \u0000 here","source":"a\u0000","context":{"k":"a\u0000b","\u0000":1}}"#,
+            &m,
+            &s,
+        )
+        .unwrap();
+        assert_eq!(ev.message, "nul \u{FFFD} here");
+        assert_eq!(ev.source, "a\u{FFFD}");
+        let ctx: serde_json::Value = serde_json::from_str(ev.context.as_deref().unwrap()).unwrap();
+        assert_eq!(ctx, serde_json::json!({"k": "a\u{FFFD}b", "\u{FFFD}": 1}));
+        // indexed fields: bounded
+        let long = format!(r#"{{"message":"x","source":"{}"}}"#, "s".repeat(3000));
+        assert!(decode(long.as_bytes(), &m, &s)
+            .unwrap_err()
+            .contains("source is 3000 bytes"));
+        let env = format!(r#"{{"message":"x","environment":"{}"}}"#, "e".repeat(256));
+        assert!(decode(env.as_bytes(), &m, &s)
+            .unwrap_err()
+            .contains("environment"));
+        let ok = format!(r#"{{"message":"x","source":"{}"}}"#, "s".repeat(255));
+        assert!(decode(ok.as_bytes(), &m, &s).is_ok());
+        // depth: refused with a reason, never a crash
+        let deep = format!(
+            r#"{{"message":"x","context":{}1{}}}"#,
+            r#"{"a":"#.repeat(30_000),
+            "}".repeat(30_000)
+        );
+        assert!(decode(deep.as_bytes(), &m, &s)
+            .unwrap_err()
+            .contains("nested deeper than"));
+        let fits = format!(
+            r#"{{"message":"x","context":{}1{}}}"#,
+            r#"{"a":"#.repeat(63),
+            "}".repeat(63)
+        );
+        assert!(decode(fits.as_bytes(), &m, &s).is_ok());
+        let unknown = format!(
+            r#"{{"message":"x","extra":{}1{}}}"#,
+            "[".repeat(64),
+            "]".repeat(64)
+        );
+        assert!(decode(unknown.as_bytes(), &m, &s)
+            .unwrap_err()
+            .contains("nested deeper than 64"));
+        // numbers outside f64: kept as strings, so every reader parses it
+        let ev = decode(
+            br#"{"message":"x","context":{"n":1e400,"m":[-1E999],"o":2.5}}"#,
+            &m,
+            &s,
+        )
+        .unwrap();
+        let ctx: serde_json::Value = serde_json::from_str(ev.context.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            ctx,
+            serde_json::json!({"n": "1e400", "m": ["-1E999"], "o": 2.5})
+        );
+        // escapes that are not Unicode
+        assert!(
+            decode(br#"{"message":"x","context":{"k":"\ud800"}}"#, &m, &s)
+                .unwrap_err()
+                .contains("surrogate")
+        );
+        assert!(decode(br#"{"message":"\ud800"}"#, &m, &s).is_err());
     }
 
     #[test]

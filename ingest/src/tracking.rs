@@ -76,7 +76,7 @@ pub fn auth_rejection(e: AuthError) -> Rejection {
 }
 
 fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Rejection> {
-    serde_json::from_slice(bytes)
+    sluice_storage::limits::from_slice(bytes)
         .map_err(|e| Rejection::bad_request(format!("invalid JSON body: {e}")))
 }
 

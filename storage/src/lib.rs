@@ -6,6 +6,8 @@
 //! - [`ops`]: in-flight tracked operations in Redis (start, finish, time-outs).
 //! - [`keys`]: API key generation, hashing and the in-memory key directory
 //!   that authenticates requests without a database round trip.
+//! - [`limits`]: what the stores can hold (JSON depth, indexed text
+//!   lengths, NUL), checked by every writer.
 //! - [`ratelimit`]: per-API-key request quotas (governor).
 //! - [`ddl`]: the event trigger and queue Sluice installs in a tracked
 //!   PostgreSQL database, and draining that queue.
@@ -19,6 +21,7 @@
 pub mod ch;
 pub mod ddl;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod ops;
 pub mod pg;

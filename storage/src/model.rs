@@ -131,7 +131,9 @@ pub struct ErrorGroup {
     pub level: String,
     pub message: String,
     pub stack_trace: Option<String>,
-    pub context: Option<serde_json::Value>,
+    /// Served as stored (never parsed into a tree), so any context that
+    /// was accepted reads back, whatever its depth or numbers.
+    pub context: Option<Box<serde_json::value::RawValue>>,
     pub source: String,
     pub environment: Option<String>,
     pub user_agent: Option<String>,

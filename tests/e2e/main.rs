@@ -8,5 +8,6 @@ mod errors;
 mod identity;
 mod ingest_limits;
 mod outage;
+mod poison_input;
 mod support;
 mod tracking;

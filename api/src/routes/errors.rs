@@ -5,13 +5,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use sluice_storage::ch::events;
+use sluice_storage::limits;
 use sluice_storage::model::{ErrorGroup, Level};
 use sluice_storage::pg::error_groups::{self, ListFilter};
 use uuid::Uuid;
 
 use super::Params;
 use crate::auth::Caller;
-use crate::error::{ok, ApiError, ApiResult};
+use crate::error::{ok, ok_of, ApiError, ApiResult, Envelope};
 use crate::ApiState;
 
 fn summary(g: &ErrorGroup) -> Value {
@@ -28,6 +29,9 @@ fn summary(g: &ErrorGroup) -> Value {
         "last_seen": g.last_seen,
     })
 }
+
+/// Longest `search` text accepted, in characters.
+const MAX_SEARCH_CHARS: usize = 500;
 
 fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found("error"))
@@ -56,9 +60,13 @@ pub async fn list(
     };
     let filter = ListFilter {
         level,
-        source: params.str("source").map(str::to_string),
+        source: params
+            .bounded("source", limits::MAX_SOURCE_BYTES)?
+            .map(str::to_string),
         resolved: params.bool("resolved")?,
-        search: params.str("search").map(str::to_string),
+        search: params
+            .bounded("search", MAX_SEARCH_CHARS)?
+            .map(str::to_string),
     };
     let (rows, total) =
         error_groups::list(&state.pg, caller.tenant(), &filter, limit, offset).await?;
@@ -75,12 +83,12 @@ pub async fn get_one(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Envelope<ErrorGroup>>> {
     caller.require("read")?;
     let group = error_groups::get(&state.pg, caller.tenant(), parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("error"))?;
-    Ok(ok(serde_json::to_value(&group).unwrap_or(Value::Null)))
+    Ok(ok_of(group))
 }
 
 pub async fn resolve(

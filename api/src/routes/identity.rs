@@ -34,7 +34,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &Bytes) -
         serde_urlencoded::from_bytes(body)
             .map_err(|e| ApiError::Validation(format!("invalid form body: {e}")))
     } else {
-        serde_json::from_slice(body)
+        sluice_storage::limits::from_slice(body)
             .map_err(|e| ApiError::Validation(format!("invalid JSON body: {e}")))
     }
 }

@@ -31,7 +31,8 @@ pub async fn trace(req: Request, next: Next) -> Response {
     .await
 }
 
-/// Query parameters, parsed by hand so every bad value gets a clear 400.
+/// Query parameters, parsed by hand so every bad value gets a clear 400
+/// (a NUL anywhere in them included: no store takes it).
 pub struct Params(pub HashMap<String, String>);
 
 impl Params {
@@ -40,6 +41,16 @@ impl Params {
             .get(name)
             .map(String::as_str)
             .filter(|s| !s.is_empty())
+    }
+
+    /// A text parameter of at most `max` bytes.
+    pub fn bounded(&self, name: &str, max: usize) -> Result<Option<&str>, ApiError> {
+        match self.str(name) {
+            Some(v) if v.len() > max => Err(ApiError::BadRequest(format!(
+                "{name} is longer than {max} bytes"
+            ))),
+            v => Ok(v),
+        }
     }
 
     pub fn int(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, ApiError> {
@@ -77,6 +88,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Params {
             axum::extract::Query::<HashMap<String, String>>::from_request_parts(parts, state)
                 .await
                 .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?;
+        // No store holds U+0000 in text, and no parameter means it.
+        if let Some(name) = map
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| k)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter {:?} holds a NUL character",
+                name.replace('\0', "\\0")
+            )));
+        }
         Ok(Params(map))
     }
 }

@@ -440,7 +440,7 @@ pub async fn attach(
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     require_admin(&p)?;
-    let b: AttachBody = serde_json::from_slice(&body)
+    let b: AttachBody = sluice_storage::limits::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let name = b
         .name

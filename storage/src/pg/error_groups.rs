@@ -295,12 +295,29 @@ pub async fn list(
         .push_bind(limit)
         .push(" OFFSET ")
         .push_bind(offset);
-    let rows = q.build_query_as::<ErrorGroup>().fetch_all(pool).await?;
+    let rows = q.build().fetch_all(pool).await?;
+    let rows = rows.iter().filter_map(readable).collect();
 
     let mut c = QueryBuilder::new("SELECT count(*) FROM error_groups");
     push_filter(&mut c, tenant_id, filter);
     let total: (i64,) = c.build_query_as().fetch_one(pool).await?;
     Ok((rows, total.0))
+}
+
+/// A row as a group; a row that cannot be read is logged and counted, and
+/// left out rather than failing the whole page.
+fn readable(row: &sqlx::postgres::PgRow) -> Option<ErrorGroup> {
+    use sqlx::{FromRow, Row};
+    match ErrorGroup::from_row(row) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let id: Option<Uuid> = row.try_get("id").ok();
+            tracing::error!(error = %e, group = ?id, "an error group could not be read; left out of the page");
+            metrics::counter!("sluice_unreadable_rows_total", "table" => "error_groups")
+                .increment(1);
+            None
+        }
+    }
 }
 
 pub async fn get(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<Option<ErrorGroup>> {
