@@ -8,5 +8,6 @@ mod errors;
 mod identity;
 mod ingest_limits;
 mod outage;
+mod slow_clients;
 mod support;
 mod tracking;
