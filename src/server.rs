@@ -66,19 +66,22 @@ impl Dispatch {
         if req.version() == http::Version::HTTP_2 {
             activity.http2();
         }
-        let linger = req.version() <= http::Version::HTTP_11
+        let http1 = req.version() <= http::Version::HTTP_11;
+        let linger = http1
             && !req
                 .headers()
                 .get(http::header::EXPECT)
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let timed_out = TimedOut::default();
-        let path = req.uri().path().to_string();
+        let uri = req.uri().clone();
         let req = req.map(|b| Timed::new(b, *limits, linger, timed_out.clone(), activity.busy()));
         let mut res = self.handle(req, peer).await;
         if timed_out.get() && res.status() != http::StatusCode::REQUEST_TIMEOUT {
-            res = self.body_timeout(&path);
+            res = self.body_timeout(uri.path());
         }
-        if timed_out.get() {
+        if timed_out.get() && http1 {
+            // the rest of the body is not read: the connection cannot
+            // carry another request
             res.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),

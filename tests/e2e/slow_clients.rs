@@ -342,6 +342,72 @@ async fn an_idle_kept_alive_connection_is_closed_at_the_idle_timeout() {
     app.stop().await;
 }
 
+/// One HTTP/2 frame: its 9-byte header and payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads HTTP/2 frames off `s` until one of `kind` with END_STREAM on
+/// stream 1; false when the connection ends first.
+async fn h2_read_until_end_of_stream(s: &mut TcpStream) -> bool {
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).await?;
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            s.read_exact(&mut payload).await?;
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            // DATA or HEADERS with END_STREAM, on our stream
+            if stream == 1 && (head[3] == 0 || head[3] == 1) && head[4] & 1 == 1 {
+                return std::io::Result::Ok(true);
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), read).await,
+        Ok(Ok(true))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_at_the_idle_timeout_not_before() {
+    let app = TestApp::spawn_with(Mode::ALL, |c| {
+        c.header_timeout_secs = 1;
+        c.idle_timeout_secs = 3;
+    })
+    .await;
+    let mut s = connect_from("127.0.0.11", server_addr(&app)).await.unwrap();
+    // preface, empty SETTINGS, then GET /health (HPACK: :method GET,
+    // :scheme http, :path "/health" as a literal on the static name)
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    let mut block = vec![0x82, 0x86, 0x44, 7];
+    block.extend_from_slice(b"/health");
+    hello.extend(h2_frame(1, 0x5, 1, &block));
+    s.write_all(&hello).await.unwrap();
+    assert!(
+        h2_read_until_end_of_stream(&mut s).await,
+        "no HTTP/2 answer"
+    );
+    let idle_from = Instant::now();
+    // connection-level frames while idle (a PING) are not a request's
+    // start: they do not bring the header timeout on
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(&h2_frame(6, 0, 0, &[7; 8])).await.unwrap();
+    closed_within(&mut s, Duration::from_secs(8))
+        .await
+        .expect("idle HTTP/2 connection still open after 8 s");
+    let took = idle_from.elapsed();
+    assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
+    app.stop().await;
+}
+
 /// Sends `head` and the first 10 bytes of a 200-byte body, then a byte
 /// every 300 ms; the answer that comes back.
 async fn trickle_body(to: SocketAddr, head: &str) -> Answer {
