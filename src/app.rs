@@ -360,7 +360,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         tasks.spawn(server::serve(
             listener,
             dispatch,
-            cfg.max_connections,
+            cfg.conn_limits(),
             shutdown_rx.clone(),
         ));
     }

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::server::request_body::BodyLimits;
+use crate::server::watchdog::Timeouts;
+use crate::server::ConnLimits;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to listen on.
@@ -94,6 +98,34 @@ pub struct Config {
     /// kernel's accept queue.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Connections one client address (an IPv6 /64) may hold open; more are
+    /// refused at once. Addresses in SLUICE_TRUSTED_PROXIES are exempt;
+    /// 0 = no limit.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]
+    pub max_connections_per_client: usize,
+    /// Seconds a new connection has to send its first request's headers,
+    /// and a later request its headers from their first byte; 0 = no limit.
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a kept-alive connection with no request in flight stays
+    /// open; 0 = no limit.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may take, plus one per
+    /// SLUICE_BODY_MIN_RATE bytes received; slower ones get 408. 0 = no limit.
+    #[arg(long, env = "SLUICE_BODY_TIMEOUT_SECS", default_value_t = 10)]
+    pub body_timeout_secs: u64,
+    /// Bytes per second a body must keep up after SLUICE_BODY_TIMEOUT_SECS
+    /// (0: the timeout alone bounds every body).
+    #[arg(long, env = "SLUICE_BODY_MIN_RATE", default_value_t = 1024)]
+    pub body_min_rate: u64,
+    /// An unread request body left after an early answer (a 413) is read
+    /// and discarded up to this many MiB, so the client gets the answer.
+    #[arg(long, env = "SLUICE_LINGER_MB", default_value_t = 64)]
+    pub linger_mb: u64,
+    /// ... and for at most this many seconds.
+    #[arg(long, env = "SLUICE_LINGER_SECS", default_value_t = 10)]
+    pub linger_secs: u64,
     /// Unprocessed events in the streams above which ingest answers 503.
     #[arg(long, env = "SLUICE_MAX_BACKLOG", default_value_t = 5_000_000)]
     pub max_backlog: u64,
@@ -135,6 +167,26 @@ pub struct Config {
 impl Config {
     pub fn key_refresh(&self) -> Duration {
         Duration::from_millis(self.key_refresh_ms.max(100))
+    }
+
+    /// The listener's connection limits and timeouts.
+    pub fn conn_limits(&self) -> ConnLimits {
+        let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        ConnLimits {
+            max_connections: self.max_connections,
+            per_client: self.max_connections_per_client,
+            trusted_proxies: self.trusted_proxies.clone(),
+            timeouts: Timeouts {
+                header: secs(self.header_timeout_secs),
+                idle: secs(self.idle_timeout_secs),
+            },
+            body: BodyLimits {
+                timeout: secs(self.body_timeout_secs),
+                min_rate: self.body_min_rate,
+                linger_bytes: self.linger_mb.saturating_mul(1 << 20),
+                linger_time: Duration::from_secs(self.linger_secs),
+            },
+        }
     }
 
     /// Defaults for everything, as if no variable were set.

@@ -188,3 +188,36 @@ pub fn family_layer(
 ) -> tower::util::MapResponseLayer<impl Fn(Response) -> Response + Clone> {
     tower::util::MapResponseLayer::new(move |res: Response| render(family, res))
 }
+
+impl Family {
+    /// The family of the route group `path` belongs to (as [`crate::router`]
+    /// groups them), for answers made outside the router.
+    pub fn of_path(path: &str) -> Family {
+        if path.starts_with("/api/v1/tracking/") {
+            Family::Tracking
+        } else if path.starts_with("/api/v1/auth/") {
+            Family::Backup
+        } else if path.starts_with("/api/v1/authentication/") {
+            Family::Orchestrator
+        } else {
+            Family::HealthMonitor
+        }
+    }
+}
+
+/// The 408 for a request whose body arrived too slowly (the listener cut
+/// it off), in the envelope of `path`'s contract.
+pub fn body_timeout(path: &str) -> Response {
+    let message = "request body did not arrive in time";
+    let mut r = (
+        StatusCode::REQUEST_TIMEOUT,
+        Json(json!({"error": message, "status": "error"})),
+    )
+        .into_response();
+    r.extensions_mut().insert(ErrorInfo {
+        status: StatusCode::REQUEST_TIMEOUT,
+        code: "REQUEST_TIMEOUT",
+        message: message.to_string(),
+    });
+    render(Family::of_path(path), r)
+}

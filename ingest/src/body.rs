@@ -40,6 +40,27 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, Rejection> {
     }
 }
 
+/// What a client whose body arrived too slowly is told.
+pub const BODY_TIMEOUT_MESSAGE: &str = "request body did not arrive in time";
+
+/// The refusal for a body that could not be read: a 408 when the
+/// listener cut it off for arriving too slowly (an `io::ErrorKind::TimedOut`
+/// error), a 400 otherwise.
+fn unreadable(e: Box<dyn std::error::Error + Send + Sync>) -> Rejection {
+    let timed_out = e
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+    if timed_out {
+        Rejection::new(
+            http::StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            BODY_TIMEOUT_MESSAGE,
+        )
+    } else {
+        Rejection::bad_request(format!("could not read body: {e}"))
+    }
+}
+
 fn too_large(limit: usize) -> Rejection {
     Rejection::too_large(format!("request body exceeds {limit} bytes"))
 }
@@ -223,8 +244,7 @@ where
     }
     let mut raw = BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|e| Rejection::bad_request(format!("could not read body: {}", e.into())))?;
+        let frame = frame.map_err(|e| unreadable(e.into()))?;
         if let Ok(data) = frame.into_data() {
             if raw.len() + data.len() > limit {
                 return Err(too_large(limit));
@@ -340,6 +360,20 @@ mod tests {
         assert!(err.retry_after.is_some());
         drop(held);
         assert!(decompress(Encoding::Gzip, &gz, 8 << 20, &budget).is_ok());
+    }
+
+    #[test]
+    fn a_body_cut_off_for_slowness_is_a_408() {
+        let slow = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert_eq!(
+            unreadable(Box::new(slow)).status,
+            http::StatusCode::REQUEST_TIMEOUT
+        );
+        let other = std::io::Error::other("reset");
+        assert_eq!(
+            unreadable(Box::new(other)).status,
+            http::StatusCode::BAD_REQUEST
+        );
     }
 
     #[tokio::test]

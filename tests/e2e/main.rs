@@ -9,5 +9,6 @@ mod identity;
 mod ingest_limits;
 mod outage;
 mod poison_input;
+mod slow_clients;
 mod support;
 mod tracking;
