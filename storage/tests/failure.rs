@@ -52,8 +52,10 @@ async fn postgres_refusals_of_data_are_permanent() {
     assert_eq!(f, Failure::Permanent(Reason::InvalidJson));
 
     // a btree entry over 2,704 bytes that does not compress
-    let long: String = (0..3000u32)
-        .map(|i| char::from(33 + (i.wrapping_mul(2_654_435_761) >> 7) as u8 % 94))
+    let long: String = (0..200)
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .map(|b| char::from(33 + b % 94))
+        .take(3000)
         .collect();
     let (f, detail) = pg_failure(&mut c, "INSERT INTO t (s) VALUES ($1)", &long).await;
     assert_eq!(f, Failure::Permanent(Reason::TooLarge), "{detail}");
