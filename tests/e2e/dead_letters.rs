@@ -107,6 +107,18 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
     let (b, b_key) = new_tenant(&pg).await;
     let a_admin = admin_key(&pg, a).await;
     let b_admin = admin_key(&pg, b).await;
+    // the key directory reloads every 200 ms in tests
+    wait_for("the new keys to be known", || async {
+        let b_known = status_json(
+            app.http
+                .get(app.url("/api/errors"))
+                .header("X-API-Key", &b_key),
+        )
+        .await
+        .0 == 200;
+        (b_known && list(&app, &b_admin).await.0 == 200).then_some(())
+    })
+    .await;
 
     // One entry, as an older ingest wrote it: good events of A and B
     // around three events Postgres refuses.
