@@ -99,6 +99,25 @@ fn letters(v: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Runs `sluice dead-letters <args>` against the app's streams; its stdout.
+fn cli(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("dead-letters")
+        .args(args)
+        .env("DATABASE_URL", &app.cfg.database_url)
+        .env("REDIS_URL", &app.cfg.redis_url)
+        .env("SLUICE_REDIS_PREFIX", &app.cfg.redis_prefix)
+        .env("SLUICE_STREAM_SHARDS", app.cfg.stream_shards.to_string())
+        .output()
+        .expect("run the sluice binary");
+    assert!(
+        out.status.success(),
+        "sluice dead-letters {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_events_become_dead_letters_and_nobody_waits() {
     let app = TestApp::spawn().await;
@@ -143,6 +162,19 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
     let entry_id: String = {
         let mut conn = app.running.redis.get().await.unwrap();
         let mut pipe = deadpool_redis::redis::pipe();
+        // and before it, an entry no worker can decode
+        pipe.cmd("XADD")
+            .arg(layout.errors_key(shard))
+            .arg("*")
+            .arg(wire::COUNT_FIELD)
+            .arg(1)
+            .arg(wire::FIELD)
+            .arg(&b"\x09not an envelope"[..])
+            .ignore();
+        pipe.cmd("INCRBY")
+            .arg(layout.backlog_key(shard))
+            .arg(1)
+            .ignore();
         layout.append(&mut pipe, shard, &envelope);
         let (id,): (String,) = pipe.query_async(&mut conn).await.unwrap();
         id
@@ -230,7 +262,7 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
         .text()
         .await
         .unwrap();
-    for reason in ["invalid_text", "invalid_json", "too_large"] {
+    for reason in ["invalid_text", "invalid_json", "too_large", "undecodable"] {
         assert!(
             metrics.contains(&format!(
                 "sluice_worker_dead_letters_total{{reason=\"{reason}\"}}"
@@ -239,7 +271,7 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
         );
     }
     assert!(
-        metrics.lines().any(|l| l == "sluice_dead_letters 3"),
+        metrics.lines().any(|l| l == "sluice_dead_letters 4"),
         "dead-letter gauge: {}",
         metrics
             .lines()
@@ -332,6 +364,37 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
     )
     .await;
     assert_eq!(s, 404);
+
+    // The CLI sees every tenant's, or one's, and acts on them.
+    let listed = cli(&app, &["list", "--json"]);
+    let lines: Vec<Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    let undecodable: Vec<&Value> = lines.iter().filter(|d| d["tenant_id"].is_null()).collect();
+    assert_eq!(undecodable.len(), 1, "{listed}");
+    assert_eq!(undecodable[0]["reason"], "undecodable");
+    assert_eq!(undecodable[0]["store"], "decode");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|d| d["tenant_id"] == a.to_string())
+            .count(),
+        2
+    );
+    let listed = cli(&app, &["list", "--tenant", &b.to_string()]);
+    assert_eq!(listed.lines().count(), 0, "{listed}");
+    cli(&app, &["drop", "--all", "--tenant", &a.to_string()]);
+    let (_, v) = list(&app, &a_admin).await;
+    assert!(letters(&v).is_empty(), "{v}");
+    assert_eq!(cli(&app, &["list"]).lines().count(), 1);
+    cli(&app, &["drop", "--all"]);
+    assert_eq!(cli(&app, &["list"]).lines().count(), 0);
+    // nothing is left waiting in the streams
+    let mut conn = app.running.redis.get().await.unwrap();
+    assert_eq!(layout.backlog(&mut conn).await.unwrap(), 0);
+    drop(conn);
 
     if let Ok(mut conn) = app.running.redis.get().await {
         let _ = dead_letters::destroy(&mut conn, &layout).await;
