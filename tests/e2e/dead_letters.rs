@@ -402,3 +402,110 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
     let _ = tenants::delete(&pg, b).await;
     app.stop().await;
 }
+
+/// Writes `entries` entries of `per_entry` good events of the app's tenant
+/// (spread over 50 groups), the poison (if any) in the middle entry, and
+/// returns how long until Postgres and ClickHouse hold every good event.
+async fn store_time(app: &TestApp, entries: usize, per_entry: usize, poison: bool) -> Duration {
+    let a = app.tenant_id;
+    let groups: Vec<ErrorEvent<'static>> = (0..50)
+        .map(|g| event(a, &format!("bulk-{g}"), &format!("bulk {g}")))
+        .collect();
+    let layout = &app.running.layout;
+    let shard = layout.shard_of(a);
+    let mut pipe = deadpool_redis::redis::pipe();
+    let mut chunks = Vec::new();
+    for e in 0..entries {
+        let mut events: Vec<ErrorEvent<'static>> = (0..per_entry)
+            .map(|i| groups[(e * per_entry + i) % groups.len()].clone())
+            .collect();
+        if poison && e == entries / 2 {
+            events[per_entry / 3].message = Cow::Borrowed("nul \0 in a large batch");
+            events[per_entry / 3].group_id = Uuid::new_v4();
+            events[per_entry / 3].fingerprint = Cow::Borrowed("bulk-poison");
+        }
+        let mut chunk = Vec::new();
+        wire::encode_chunks(&events, &mut chunk);
+        chunks.push((chunk, events.len() as u32));
+    }
+    let envelopes: Vec<wire::Envelope<'_>> = chunks
+        .iter()
+        .map(|(c, n)| {
+            let mut env = wire::Envelope::default();
+            env.push(c, *n);
+            env
+        })
+        .collect();
+    for env in &envelopes {
+        layout.append(&mut pipe, shard, env);
+    }
+    let total = (entries * per_entry) as u64;
+    let good = total - u64::from(poison);
+    let started = Instant::now();
+    let mut conn = app.running.redis.get().await.unwrap();
+    let _: Vec<String> = pipe.query_async(&mut conn).await.unwrap();
+    drop(conn);
+    wait_for("every good event in Postgres", || async {
+        (app.total_count().await == good as i64).then_some(())
+    })
+    .await;
+    wait_for("every event in ClickHouse", || async {
+        (app.stored_in_clickhouse().await == total).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+/// One poison event among many, in one batch of many entries: everything
+/// else is stored exactly once, and what the bisection costs is printed
+/// beside a clean batch of the same size (`SLUICE_BISECT_ENTRIES` entries
+/// of 1,000 events, default 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_poison_event_in_a_large_batch_costs_only_the_bisection() {
+    let entries: usize = std::env::var("SLUICE_BISECT_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    // a long linger, so every entry lands in one batch
+    let tweak = |c: &mut sluice::config::Config| c.worker_linger_ms = 1000;
+    let clean = TestApp::spawn_with(sluice::app::Mode::ALL, tweak).await;
+    let clean_took = store_time(&clean, entries, 1000, false).await;
+    clean.stop().await;
+
+    let app = TestApp::spawn_with(sluice::app::Mode::ALL, tweak).await;
+    let poison_took = store_time(&app, entries, 1000, true).await;
+    let (s, v) = status_json(
+        app.http
+            .get(app.url("/api/errors?limit=100"))
+            .header("X-API-Key", &app.key),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["data"]["total"], 50,
+        "the poison's group is not in Postgres"
+    );
+    let layout = app.running.layout.clone();
+    let mut conn = app.running.redis.get().await.unwrap();
+    let letters = dead_letters::list(
+        &mut conn,
+        &layout,
+        &dead_letters::ListFilter {
+            tenant_id: Some(app.tenant_id),
+            before: None,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "invalid_text");
+    assert_eq!(letters[0].index, Some(333));
+    let _ = dead_letters::destroy(&mut conn, &layout).await;
+    drop(conn);
+    app.stop().await;
+    eprintln!(
+        "{} events in {entries} entries: clean batch stored in {clean_took:?}, with one poison event in {poison_took:?}",
+        entries * 1000
+    );
+}
