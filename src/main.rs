@@ -147,36 +147,16 @@ async fn dead_letters_cmd(cfg: &Config, action: DeadLetters) -> anyhow::Result<(
         let layout = layout.clone();
         let redis = redis.clone();
         async move {
-            if !all {
-                if ids.is_empty() {
-                    anyhow::bail!("give dead-letter ids, or --all");
-                }
-                return anyhow::Ok(ids);
+            if all {
+                let mut conn = redis.get().await?;
+                return anyhow::Ok(dl::ids(&mut conn, &layout, tenant).await?);
             }
-            let mut conn = redis.get().await?;
-            let mut out = Vec::new();
-            let mut before = None;
-            loop {
-                let page = dl::list(
-                    &mut conn,
-                    &layout,
-                    &ListFilter {
-                        tenant_id: tenant,
-                        before: before.clone(),
-                        limit: 1000,
-                    },
-                )
-                .await?;
-                let n = page.len();
-                before = page
-                    .last()
-                    .and_then(|d| DeadId::parse(&d.id))
-                    .map(|d| d.entry);
-                out.extend(page.into_iter().map(|d| d.id));
-                if n < 1000 {
-                    return Ok(out);
-                }
+            if ids.is_empty() {
+                anyhow::bail!("give dead-letter ids, or --all");
             }
+            ids.iter()
+                .map(|id| DeadId::parse(id).with_context(|| format!("not a dead-letter id: {id}")))
+                .collect()
         }
     };
     match action {
@@ -227,14 +207,12 @@ async fn dead_letters_cmd(cfg: &Config, action: DeadLetters) -> anyhow::Result<(
             let tenant_id = tenant_of(tenant).await?;
             let mut n = 0;
             for id in targets(ids, all, tenant_id).await? {
-                let parsed =
-                    DeadId::parse(&id).with_context(|| format!("not a dead-letter id: {id}"))?;
-                match dl::replay(&mut conn, &layout, &parsed, tenant_id).await? {
+                match dl::replay(&mut conn, &layout, &id, tenant_id).await? {
                     Some(entry) => {
                         n += 1;
-                        println!("{id}\treplayed as {entry}");
+                        println!("{}\treplayed as {entry}", id.to_id());
                     }
-                    None => eprintln!("{id}\tno such dead letter"),
+                    None => eprintln!("{}\tno such dead letter", id.to_id()),
                 }
             }
             eprintln!("{n} replayed");
@@ -243,12 +221,10 @@ async fn dead_letters_cmd(cfg: &Config, action: DeadLetters) -> anyhow::Result<(
             let tenant_id = tenant_of(tenant).await?;
             let mut n = 0;
             for id in targets(ids, all, tenant_id).await? {
-                let parsed =
-                    DeadId::parse(&id).with_context(|| format!("not a dead-letter id: {id}"))?;
-                if dl::drop(&mut conn, &layout, &parsed, tenant_id).await? {
+                if dl::drop(&mut conn, &layout, &id, tenant_id).await? {
                     n += 1;
                 } else {
-                    eprintln!("{id}\tno such dead letter");
+                    eprintln!("{}\tno such dead letter", id.to_id());
                 }
             }
             eprintln!("{n} dropped");

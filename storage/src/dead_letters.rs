@@ -10,6 +10,9 @@
 //! the store that refused it, the reason (a [`Reason`] label) and the
 //! store's error text, the time, and which stores already hold it.
 //!
+//! A listing reads at most 10,000 entries of each stream per call (page
+//! with `before`).
+//!
 //! Each dead-letter stream keeps at most about `max_len` entries (`XTRIM
 //! MAXLEN ~` after each write); what the trim removes is counted in
 //! `{prefix}:dead-trimmed:{N}`.
@@ -327,7 +330,12 @@ fn parse(kind: Kind, shard: u16, sid: redis::streams::StreamId) -> DeadLetter {
         .map(|t| t.to_rfc3339());
     let stored = field_str(map, "stored");
     DeadLetter {
-        id: format!("{}-{shard}-{}", kind.name(), sid.id),
+        id: DeadId {
+            kind,
+            shard,
+            entry: sid.id.clone(),
+        }
+        .to_id(),
         kind,
         tenant_id,
         store: field_str(map, "store"),
@@ -422,6 +430,60 @@ pub async fn list(
     found.sort_by_key(|d| std::cmp::Reverse(entry_order(&d.dead_entry)));
     found.truncate(limit);
     Ok(found)
+}
+
+/// Every dead letter (of `tenant_id` when given), oldest first per stream:
+/// what `replay --all` and `drop --all` act on. Reads whole streams.
+pub async fn ids(
+    conn: &mut deadpool_redis::Connection,
+    layout: &StreamLayout,
+    tenant_id: Option<Uuid>,
+) -> Result<Vec<DeadId>> {
+    const PAGE: usize = 1000;
+    let shards: Vec<u16> = match tenant_id {
+        Some(t) => vec![layout.shard_of(t)],
+        None => (0..layout.shards).collect(),
+    };
+    let mut out = Vec::new();
+    for shard in shards {
+        for kind in [Kind::Errors, Kind::Operations] {
+            let stream = key(layout, kind, shard);
+            let mut start = "-".to_string();
+            loop {
+                let reply: StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(&stream)
+                    .arg(&start)
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(PAGE)
+                    .query_async(conn)
+                    .await?;
+                let n = reply.ids.len();
+                for sid in reply.ids {
+                    start = format!("({}", sid.id);
+                    let tenant = Uuid::parse_str(&field_str(&sid.map, "tenant")).ok();
+                    if tenant_id.is_none() || tenant == tenant_id {
+                        out.push(DeadId {
+                            kind,
+                            shard,
+                            entry: sid.id,
+                        });
+                    }
+                }
+                if n < PAGE {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl DeadId {
+    /// Its text form, as [`DeadLetter::id`] shows it.
+    pub fn to_id(&self) -> String {
+        format!("{}-{}-{}", self.kind.name(), self.shard, self.entry)
+    }
 }
 
 fn entry_order(id: &str) -> (u64, u64) {
