@@ -509,3 +509,61 @@ async fn one_poison_event_in_a_large_batch_costs_only_the_bisection() {
         entries * 1000
     );
 }
+
+/// An outage is not a refusal: while Postgres is unreachable the worker
+/// retries, sets nothing aside, and stores everything once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_is_retried_not_dead_lettered() {
+    let proxy = crate::outage::Proxy::start("127.0.0.1:5432").await;
+    let url = {
+        let cfg = crate::support::test_config();
+        let mut u = reqwest::Url::parse(&cfg.database_url).unwrap();
+        u.set_port(Some(proxy.addr.port())).unwrap();
+        u.to_string()
+    };
+    let app = TestApp::spawn_with(sluice::app::Mode::ALL, |c| c.database_url = url).await;
+    app.post_error(json!({"message": "before the outage", "source": "outage"}))
+        .await;
+    app.wait_stored(1).await;
+
+    proxy.cut();
+    let batch: Vec<Value> = (0..20)
+        .map(|i| json!({"message": format!("during the outage {}", i % 4), "source": "outage"}))
+        .collect();
+    let r = app
+        .post("/api/errors/batch")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "ingest does not need Postgres");
+    // ClickHouse takes them; Postgres cannot, for a few retries
+    wait_for("21 rows in ClickHouse", || async {
+        (app.stored_in_clickhouse().await == 21).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let layout = app.running.layout.clone();
+    let mut conn = app.running.redis.get().await.unwrap();
+    assert_eq!(
+        dead_letters::totals(&mut conn, &layout).await.unwrap(),
+        (0, 0),
+        "an outage set events aside"
+    );
+    assert_eq!(
+        layout.backlog(&mut conn).await.unwrap(),
+        20,
+        "the stream keeps them"
+    );
+    drop(conn);
+
+    proxy.restore();
+    app.wait_stored(21).await;
+    let mut conn = app.running.redis.get().await.unwrap();
+    assert_eq!(
+        dead_letters::totals(&mut conn, &layout).await.unwrap(),
+        (0, 0)
+    );
+    drop(conn);
+    app.stop().await;
+}
