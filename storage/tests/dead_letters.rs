@@ -86,7 +86,7 @@ async fn bounded_scoped_and_replayable() {
         dead_letters::ids(&mut conn, &layout, Some(b))
             .await
             .unwrap(),
-        [id.clone()]
+        std::slice::from_ref(&id)
     );
 
     // replay puts the operation back on its tenant's stream, with its origin
