@@ -326,6 +326,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         wcfg.read_count = cfg.worker_read_count.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
+        wcfg.dead_letter_max = cfg.dead_letter_max.max(1);
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
         wcfg.secrets = Some(secrets.clone());
         let rx = shutdown_rx.clone();

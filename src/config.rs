@@ -151,6 +151,10 @@ pub struct Config {
     /// Pending entries idle this long are reclaimed from dead consumers (ms).
     #[arg(long, env = "SLUICE_WORKER_RECLAIM_IDLE_MS", default_value_t = 30_000)]
     pub worker_reclaim_idle_ms: u64,
+    /// Entries each dead-letter stream keeps (about; older ones are
+    /// trimmed and counted).
+    #[arg(long, env = "SLUICE_DEAD_LETTER_MAX", default_value_t = 100_000)]
+    pub dead_letter_max: usize,
     /// Test hook: abort right after the first ClickHouse insert.
     #[arg(
         long,

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: TrackDb,
     },
+    /// List, replay or drop dead letters: events the stores refused.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetters,
+    },
     /// Create an API key for a tenant and print it (shown only this once).
     CreateKey {
         /// Tenant slug (created when missing).
@@ -82,6 +87,150 @@ enum TrackDb {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLetters {
+    /// Newest first: id, tenant, store, reason, time, origin, error.
+    List {
+        /// Only this tenant's (slug or id).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only those older than this stream entry id (paging).
+        #[arg(long)]
+        before: Option<String>,
+        /// One JSON object a line, event included.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append dead letters' events to their streams again (they come back
+    /// here if still refused).
+    Replay {
+        /// Dead-letter ids, as `list` prints them.
+        ids: Vec<String>,
+        /// Every dead letter (of `--tenant` when given).
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete dead letters for good.
+    Drop {
+        ids: Vec<String>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+async fn dead_letters_cmd(cfg: &Config, action: DeadLetters) -> anyhow::Result<()> {
+    use sluice_storage::dead_letters::{self as dl, DeadId, ListFilter};
+    let redis = sluice_storage::redis_pool(&cfg.redis_url, 2)?;
+    let mut conn = redis.get().await.context("connecting to Redis")?;
+    let layout =
+        sluice_storage::streams::StreamLayout::new(cfg.redis_prefix.clone(), cfg.stream_shards);
+    let tenant_of = |t: Option<String>| async move {
+        let Some(t) = t else {
+            return anyhow::Ok(None);
+        };
+        let pool = sluice_storage::pg::connect(&cfg.database_url, 2).await?;
+        let found = tenants::find(&pool, &t)
+            .await?
+            .with_context(|| format!("no tenant {t:?}"))?;
+        Ok(Some(found.id))
+    };
+    // ids given, or every one (of a tenant) for --all
+    let targets = |ids: Vec<String>, all: bool, tenant: Option<uuid::Uuid>| {
+        let layout = layout.clone();
+        let redis = redis.clone();
+        async move {
+            if all {
+                let mut conn = redis.get().await?;
+                return anyhow::Ok(dl::ids(&mut conn, &layout, tenant).await?);
+            }
+            if ids.is_empty() {
+                anyhow::bail!("give dead-letter ids, or --all");
+            }
+            ids.iter()
+                .map(|id| DeadId::parse(id).with_context(|| format!("not a dead-letter id: {id}")))
+                .collect()
+        }
+    };
+    match action {
+        DeadLetters::List {
+            tenant,
+            limit,
+            before,
+            json,
+        } => {
+            let tenant_id = tenant_of(tenant).await?;
+            let letters = dl::list(
+                &mut conn,
+                &layout,
+                &ListFilter {
+                    tenant_id,
+                    before,
+                    limit,
+                },
+            )
+            .await?;
+            for d in &letters {
+                if json {
+                    println!("{}", serde_json::to_string(d)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}/{}/{}\t{}",
+                        d.id,
+                        d.tenant_id
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        d.store,
+                        d.reason,
+                        d.dead_at.as_deref().unwrap_or("-"),
+                        d.stream,
+                        d.entry_id,
+                        d.index.map(|i| i.to_string()).unwrap_or_else(|| "-".into()),
+                        d.error.replace(['\n', '\t'], " "),
+                    );
+                }
+            }
+            let (held, trimmed) = dl::totals(&mut conn, &layout).await?;
+            eprintln!(
+                "{} shown; {held} dead letters held in all, {trimmed} trimmed by the bound so far",
+                letters.len()
+            );
+        }
+        DeadLetters::Replay { ids, all, tenant } => {
+            let tenant_id = tenant_of(tenant).await?;
+            let mut n = 0;
+            for id in targets(ids, all, tenant_id).await? {
+                match dl::replay(&mut conn, &layout, &id, tenant_id).await? {
+                    Some(entry) => {
+                        n += 1;
+                        println!("{}\treplayed as {entry}", id.to_id());
+                    }
+                    None => eprintln!("{}\tno such dead letter", id.to_id()),
+                }
+            }
+            eprintln!("{n} replayed");
+        }
+        DeadLetters::Drop { ids, all, tenant } => {
+            let tenant_id = tenant_of(tenant).await?;
+            let mut n = 0;
+            for id in targets(ids, all, tenant_id).await? {
+                if dl::drop(&mut conn, &layout, &id, tenant_id).await? {
+                    n += 1;
+                } else {
+                    eprintln!("{}\tno such dead letter", id.to_id());
+                }
+            }
+            eprintln!("{n} dropped");
+        }
+    }
+    Ok(())
 }
 
 async fn track_db(cfg: &Config, action: TrackDb) -> anyhow::Result<()> {
@@ -147,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Command::TrackDb { action } => return track_db(&cfg, action).await,
+        Command::DeadLetters { action } => return dead_letters_cmd(&cfg, action).await,
         Command::CreateKey {
             tenant,
             name,

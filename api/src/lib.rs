@@ -122,7 +122,7 @@ impl ApiState {
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, errors, health, identity, tracking};
+    use routes::{analytics, dead_letters, errors, health, identity, tracking};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -133,7 +133,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/errors/{id}/resolve", put(errors::resolve))
         .route("/api/stats", get(analytics::stats))
-        .route("/api/analytics/trends", get(analytics::trends));
+        .route("/api/analytics/trends", get(analytics::trends))
+        .route("/api/admin/dead-letters", get(dead_letters::list))
+        .route("/api/admin/dead-letters/{id}", delete(dead_letters::drop))
+        .route(
+            "/api/admin/dead-letters/{id}/replay",
+            post(dead_letters::replay),
+        );
     let tracking_routes = Router::new()
         .route("/api/v1/tracking/dashboard", get(tracking::dashboard))
         .route("/api/v1/tracking/history", get(tracking::history))

@@ -13,6 +13,10 @@
 //!   PostgreSQL database, and draining that queue.
 //! - [`secrets`]: encryption of stored secrets such as connection URLs.
 //! - [`tracked`]: attaching, draining and detaching tracked databases.
+//! - [`failure`]: whether a store failure is transient or the data is
+//!   refused for good, and isolating refused items in a batch.
+//! - [`dead_letters`]: the streams of refused events; listing, replaying,
+//!   dropping them.
 //! - [`pg`]: Postgres connection, migrations and repositories.
 //! - [`ch`]: ClickHouse connection, the versioned schema runner and queries.
 //!
@@ -20,6 +24,8 @@
 
 pub mod ch;
 pub mod ddl;
+pub mod dead_letters;
+pub mod failure;
 pub mod keys;
 pub mod limits;
 pub mod model;

@@ -4,6 +4,7 @@
 
 mod analytics;
 mod crash;
+mod dead_letters;
 mod errors;
 mod identity;
 mod ingest_limits;

@@ -21,6 +21,7 @@ use deadpool_redis::redis::streams::{
     StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
 };
 use deadpool_redis::redis::{self, AsyncCommands};
+use sluice_storage::dead_letters;
 use sluice_storage::streams::{entry_millis, GROUP};
 use sluice_storage::wire;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -56,6 +57,9 @@ pub struct RawEntry {
     pub payload: Option<Vec<u8>>,
     /// Events the entry says it holds.
     pub events: u32,
+    /// A replayed dead letter: where its event was first read
+    /// (`<stream>/<entry id>[/<index>]`).
+    pub origin: Option<String>,
 }
 
 /// Entries stored and acknowledged together.
@@ -97,6 +101,9 @@ impl Batch {
                 .unwrap_or(0),
             Kind::Operations => 1,
         };
+        let origin = map
+            .get(dead_letters::ORIGIN_FIELD)
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
         self.bytes += payload.as_ref().map_or(0, Vec::len);
         self.events += u64::from(events);
         self.entries.push(RawEntry {
@@ -104,6 +111,7 @@ impl Batch {
             id,
             payload,
             events,
+            origin,
         });
     }
 
@@ -414,7 +422,7 @@ async fn process(shared: &Shared, batch: &Batch, shutdown: &watch::Receiver<bool
     let dead = match shared.kind {
         Kind::Errors => {
             store::errors(
-                shared.cfg.crash_after_clickhouse,
+                &shared.cfg,
                 &shared.stores,
                 &shared.keys,
                 batch,
@@ -424,15 +432,23 @@ async fn process(shared: &Shared, batch: &Batch, shutdown: &watch::Receiver<bool
             .await
         }
         Kind::Operations => {
-            store::operations(&shared.stores, &shared.keys, batch, refresh, shutdown).await
+            store::operations(
+                &shared.cfg,
+                &shared.stores,
+                &shared.keys,
+                batch,
+                refresh,
+                shutdown,
+            )
+            .await
         }
     };
     let Some(dead) = dead else {
         return false;
     };
-    match acknowledge(shared, batch, &dead).await {
+    match acknowledge(shared, batch).await {
         Ok(events) => {
-            metrics::counter!("sluice_worker_events_total").increment(events);
+            metrics::counter!("sluice_worker_events_total").increment(events.saturating_sub(dead));
             true
         }
         Err(e) => {
@@ -471,28 +487,10 @@ async fn keep_claimed(shared: &Shared, batch: &Batch) {
     let _: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
 }
 
-/// Dead letters go to `<stream>:dead`; then every entry is acknowledged
-/// and deleted. Returns the events stored.
-async fn acknowledge(shared: &Shared, batch: &Batch, dead: &[usize]) -> Result<u64, WorkerError> {
+/// Acknowledges and deletes every entry of a stored batch (its dead
+/// letters are written already). Returns the events the entries held.
+async fn acknowledge(shared: &Shared, batch: &Batch) -> Result<u64, WorkerError> {
     let mut conn = shared.stores.redis.get().await.map_err(conn_err)?;
-    if !dead.is_empty() {
-        let mut pipe = redis::pipe();
-        for &i in dead {
-            let e = &batch.entries[i];
-            let key = &shared.keys[usize::from(e.shard)];
-            pipe.cmd("XADD")
-                .arg(format!("{key}:dead"))
-                .arg("*")
-                .arg("entry")
-                .arg(&e.id)
-                .arg(wire::FIELD)
-                .arg(e.payload.as_deref().unwrap_or_default())
-                .ignore();
-        }
-        let () = pipe.query_async(&mut conn).await?;
-        metrics::counter!("sluice_worker_dropped_total", "reason" => "dead_letter")
-            .increment(dead.len() as u64);
-    }
     let mut stored = 0u64;
     for shard in 0..shared.keys.len() {
         let mine: Vec<(&str, u32)> = batch
@@ -524,9 +522,5 @@ async fn acknowledge(shared: &Shared, batch: &Batch, dead: &[usize]) -> Result<u
         }
         stored += mine.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
     }
-    let dead_events: u64 = dead
-        .iter()
-        .map(|&i| u64::from(batch.entries[i].events))
-        .sum();
-    Ok(stored.saturating_sub(dead_events))
+    Ok(stored)
 }

@@ -11,6 +11,10 @@
 //! de-duplicated by entry id in both stores ([`store`]), so storage is
 //! effectively-once: a killed worker loses nothing and counts nothing
 //! twice. More worker processes join the same groups to scale out.
+//!
+//! Events a store refuses for good are isolated and set aside as dead
+//! letters instead of being retried ([`store`]), so one bad event never
+//! holds up the others.
 
 pub mod consumer;
 pub mod ddl;
@@ -48,6 +52,8 @@ pub struct WorkerConfig {
     pub operation_timeout: Duration,
     /// Opens stored connection URLs; without it DDL tracking is off.
     pub secrets: Option<sluice_storage::secrets::SecretBox>,
+    /// Each dead-letter stream keeps about this many entries at most.
+    pub dead_letter_max: usize,
     /// Test hook: abort the process right after the first ClickHouse insert,
     /// before Postgres and the acknowledgement (a crash mid-batch).
     pub crash_after_clickhouse: bool,
@@ -72,6 +78,7 @@ impl WorkerConfig {
             reclaim_idle: Duration::from_secs(30),
             operation_timeout: Duration::from_secs(6 * 3600),
             secrets: None,
+            dead_letter_max: sluice_storage::dead_letters::DEFAULT_MAX_LEN,
             crash_after_clickhouse: false,
         }
     }

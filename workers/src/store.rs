@@ -1,7 +1,14 @@
 //! Storing one batch: ClickHouse first (skipping events an earlier attempt
 //! already stored, when that may be), then Postgres (skipping entries
-//! already applied, in the same transaction as the group upsert). Each
-//! store is retried with backoff while the stream keeps the data.
+//! already applied, in the same transaction as the group upsert).
+//!
+//! A store that fails for a transient reason (down, slow, a serialization
+//! race: [`sluice_storage::failure`]) is retried with backoff while the
+//! stream keeps the data. One that refuses the data for good has the batch
+//! bisected ([`sluice_storage::failure::Isolate`]) until the refused
+//! events are alone; those become dead letters
+//! ([`sluice_storage::dead_letters`]) and the rest is stored, so one bad
+//! event costs the others only the bisection's round trips.
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,13 +16,15 @@ use std::time::Duration;
 use sluice_storage::ch::events::{self, EventRow};
 use sluice_storage::ch::operations::{self, OpRow};
 use sluice_storage::ch::{self, Keyed};
+use sluice_storage::dead_letters::{self, Kind, NewDeadLetter, Store};
+use sluice_storage::failure::{Failure, Isolate, Reason};
 use sluice_storage::model::{ErrorEvent, OperationEvent};
 use sluice_storage::pg::error_groups::{self, EntryEvents};
 use sluice_storage::{wire, Result};
 use tokio::sync::watch;
 
-use crate::consumer::Batch;
-use crate::Stores;
+use crate::consumer::{Batch, RawEntry};
+use crate::{Stores, WorkerConfig};
 
 /// Retries `op` with exponential backoff (100 ms to 10 s) until it
 /// succeeds or shutdown is requested; `None` means it gave up. Before each
@@ -41,7 +50,7 @@ where
             Err(e) => {
                 metrics::counter!("sluice_worker_store_errors_total", "store" => what.to_string())
                     .increment(1);
-                tracing::warn!(error = %e, store = what, retry_in_ms = delay.as_millis() as u64, "store failed; will retry");
+                tracing::warn!(error = %e, store = what, permanent = e.is_permanent(), retry_in_ms = delay.as_millis() as u64, "store failed; will retry");
                 if *shutdown.borrow() {
                     return None;
                 }
@@ -53,19 +62,42 @@ where
     }
 }
 
-/// A batch's error events, decoded (borrowing from the batch), each with
-/// its store-wide id `<stream>/<entry id>/<index>`.
+/// A batch's error events, decoded (borrowing from the batch).
 struct Decoded<'b> {
-    /// Per entry: its events (empty for a dead letter).
+    /// Per entry: its events (empty for an undecodable entry).
     per_entry: Vec<Vec<ErrorEvent<'b>>>,
-    /// Indexes of entries that could not be decoded.
-    dead: Vec<usize>,
+    /// Undecodable entries, already dead letters.
+    dead: Vec<NewDeadLetter>,
+}
+
+/// Where an event was first read: its stream, entry id and index. A
+/// replayed entry carries that in its origin field; others are it.
+fn first_identity(
+    keys: &[String],
+    entry: &RawEntry,
+    index: usize,
+) -> (String, String, Option<u32>) {
+    if let Some((stream, id, i)) = entry.origin.as_deref().and_then(dead_letters::split_origin) {
+        return (stream.to_string(), id.to_string(), i.or(Some(index as u32)));
+    }
+    (
+        keys[usize::from(entry.shard)].clone(),
+        entry.id.clone(),
+        Some(index as u32),
+    )
+}
+
+/// The id stores key an event by: `<stream>/<entry id>/<index>` of where
+/// it was first read, so a replayed event is the same event to them.
+fn event_id(keys: &[String], entry: &RawEntry, index: usize) -> String {
+    let (stream, id, i) = first_identity(keys, entry, index);
+    format!("{stream}/{id}/{}", i.unwrap_or(index as u32))
 }
 
 fn decode<'b>(keys: &[String], batch: &'b Batch) -> Decoded<'b> {
     let mut per_entry = Vec::with_capacity(batch.entries.len());
     let mut dead = Vec::new();
-    for (i, e) in batch.entries.iter().enumerate() {
+    for e in &batch.entries {
         let decoded = match &e.payload {
             Some(bytes) => wire::decode(&e.id, bytes),
             None => Err(sluice_storage::StorageError::Wire {
@@ -77,7 +109,21 @@ fn decode<'b>(keys: &[String], batch: &'b Batch) -> Decoded<'b> {
             Ok(events) => per_entry.push(events),
             Err(err) => {
                 tracing::error!(error = %err, stream = %keys[usize::from(e.shard)], "undecodable entry moved to dead letters");
-                dead.push(i);
+                let (stream, entry_id, _) = first_identity(keys, e, 0);
+                dead.push(NewDeadLetter {
+                    kind: Kind::Errors,
+                    shard: e.shard,
+                    tenant_id: None,
+                    store: Store::Decode,
+                    reason: Reason::Undecodable,
+                    error: err.detail(),
+                    stream,
+                    entry_id,
+                    index: None,
+                    in_clickhouse: false,
+                    events: e.events,
+                    payload: e.payload.clone().unwrap_or_default(),
+                });
                 per_entry.push(Vec::new());
             }
         }
@@ -85,45 +131,142 @@ fn decode<'b>(keys: &[String], batch: &'b Batch) -> Decoded<'b> {
     Decoded { per_entry, dead }
 }
 
-/// Stores a batch of error entries: ClickHouse, then Postgres. Returns the
-/// indexes of dead letters, or `None` when shutdown interrupted.
+/// A dead letter for an event a store refused.
+fn refused_event(
+    keys: &[String],
+    entry: &RawEntry,
+    index: usize,
+    event: &ErrorEvent<'_>,
+    store: Store,
+    error: &sluice_storage::StorageError,
+) -> NewDeadLetter {
+    let (stream, entry_id, i) = first_identity(keys, entry, index);
+    let reason = match error.failure() {
+        Failure::Permanent(r) => r,
+        Failure::Transient => Reason::BadValue,
+    };
+    tracing::warn!(
+        tenant = %event.tenant_id,
+        store = store.name(),
+        reason = reason.label(),
+        %stream,
+        entry = %entry_id,
+        index = i,
+        error = %error.detail(),
+        "event refused for good: moved to dead letters"
+    );
+    NewDeadLetter {
+        kind: Kind::Errors,
+        shard: entry.shard,
+        tenant_id: Some(event.tenant_id),
+        store,
+        reason,
+        error: error.detail(),
+        stream,
+        entry_id,
+        index: i,
+        in_clickhouse: store == Store::Postgres,
+        events: 1,
+        payload: wire::encode(std::slice::from_ref(event)),
+    }
+}
+
+/// Writes dead letters and counts them (`sluice_worker_dead_letters_total`
+/// by reason, and what the streams' bound trimmed).
+pub async fn write_dead(
+    stores: &Stores,
+    cfg: &WorkerConfig,
+    letters: &[NewDeadLetter],
+) -> Result<()> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let mut conn = stores.redis.get().await?;
+    let trimmed = dead_letters::push(&mut conn, &cfg.layout, letters, cfg.dead_letter_max).await?;
+    for l in letters {
+        metrics::counter!("sluice_worker_dead_letters_total", "reason" => l.reason.label())
+            .increment(1);
+    }
+    if trimmed > 0 {
+        tracing::warn!(
+            trimmed,
+            bound = cfg.dead_letter_max,
+            "dead-letter streams full: oldest dead letters trimmed"
+        );
+        metrics::counter!("sluice_worker_dead_letters_trimmed_total").increment(trimmed);
+    }
+    Ok(())
+}
+
+/// Stores a batch of error entries: ClickHouse, then Postgres. Events a
+/// store refuses for good are isolated by bisection and become dead
+/// letters, written before the Postgres transaction commits (so a crash in
+/// between writes them again rather than losing them). Returns the number
+/// of events set aside, or `None` when shutdown interrupted.
 pub async fn errors<R, RFut>(
-    crash_after_clickhouse: bool,
+    cfg: &WorkerConfig,
     stores: &Stores,
     keys: &[String],
     batch: &Batch,
     refresh: R,
     shutdown: &watch::Receiver<bool>,
-) -> Option<Vec<usize>>
+) -> Option<u64>
 where
     R: Fn() -> RFut,
     RFut: Future<Output = ()>,
 {
     let decoded = decode(keys, batch);
-    let keyed: Vec<(String, &ErrorEvent<'_>)> = batch
-        .entries
-        .iter()
-        .zip(&decoded.per_entry)
-        .flat_map(|(entry, events)| {
-            let key = &keys[usize::from(entry.shard)];
-            events
-                .iter()
-                .enumerate()
-                .map(move |(i, ev)| (format!("{key}/{}/{i}", entry.id), ev))
-        })
-        .collect();
+    // (entry index, event index) of each event, and its keyed form
+    let mut pos: Vec<(usize, usize)> = Vec::new();
+    let mut keyed: Vec<(String, &ErrorEvent<'_>)> = Vec::new();
+    for (ei, (entry, events)) in batch.entries.iter().zip(&decoded.per_entry).enumerate() {
+        for (i, ev) in events.iter().enumerate() {
+            pos.push((ei, i));
+            keyed.push((event_id(keys, entry, i), ev));
+        }
+    }
+    // A replayed event may be in ClickHouse already (Postgres refused it).
+    let replayed = batch.entries.iter().any(|e| e.origin.is_some());
+    let keyed = &keyed;
     // A failed insert may have stored part of the batch, so every retry
     // de-duplicates, as a recovered or reclaimed batch does.
-    with_backoff(
+    let ch_refused = with_backoff(
         "clickhouse",
         shutdown,
-        |attempt| to_clickhouse(stores, &keyed, batch.dedup || attempt > 1),
+        |attempt| {
+            let mut dedup = batch.dedup || replayed || attempt > 1;
+            async move {
+                let mut search = Isolate::new(keyed.len());
+                while let Some(r) = search.next_range() {
+                    let result = to_clickhouse(stores, &keyed[r.clone()], dedup)
+                        .await
+                        .map(drop);
+                    dedup |= result.is_err();
+                    search.record(r, result)?;
+                }
+                Ok(search.into_refused())
+            }
+        },
         &refresh,
     )
     .await?;
-    if crash_after_clickhouse {
+    if cfg.crash_after_clickhouse {
         tracing::error!("crash_after_clickhouse set: aborting mid-batch");
         std::process::abort();
+    }
+    let mut dead = decoded.dead.clone();
+    let mut skip = std::collections::HashSet::new();
+    for (k, err) in &ch_refused {
+        let (ei, i) = pos[*k];
+        skip.insert((ei, i));
+        dead.push(refused_event(
+            keys,
+            &batch.entries[ei],
+            i,
+            keyed[*k].1,
+            Store::Clickhouse,
+            err,
+        ));
     }
     let entries: Vec<EntryEvents<'_, '_>> = batch
         .entries
@@ -136,14 +279,42 @@ where
             events,
         })
         .collect();
+    // EntryEvents index -> batch entry index
+    let entry_of: Vec<usize> = decoded
+        .per_entry
+        .iter()
+        .enumerate()
+        .filter(|(_, events)| !events.is_empty())
+        .map(|(i, _)| i)
+        .collect();
+    let (entries, entry_of, skip, dead, decoded) = (&entries, &entry_of, &skip, &dead, &decoded);
     with_backoff(
         "postgres",
         shutdown,
-        |_| error_groups::apply_batch(&stores.pg, &entries),
+        |_| async move {
+            let applied = error_groups::apply_isolating(&stores.pg, entries, |e, i| {
+                skip.contains(&(entry_of[e], i))
+            })
+            .await?;
+            let mut all = dead.clone();
+            for r in &applied.refused {
+                let ei = entry_of[r.entry];
+                all.push(refused_event(
+                    keys,
+                    &batch.entries[ei],
+                    r.event,
+                    &decoded.per_entry[ei][r.event],
+                    Store::Postgres,
+                    &r.error,
+                ));
+            }
+            write_dead(stores, cfg, &all).await?;
+            applied.commit().await?;
+            Ok(all.iter().map(|d| u64::from(d.events)).sum::<u64>())
+        },
         &refresh,
     )
-    .await?;
-    Some(decoded.dead)
+    .await
 }
 
 /// Inserts the events into ClickHouse; when `dedup`, first drops the ones
@@ -169,47 +340,120 @@ async fn to_clickhouse(
     Ok(rows.len())
 }
 
-/// Stores a batch of finished operations in ClickHouse. Returns the
-/// indexes of dead letters, or `None` when shutdown interrupted.
+/// Stores a batch of finished operations in ClickHouse; undecodable ones
+/// and those ClickHouse refuses for good become dead letters. Returns the
+/// number set aside, or `None` when shutdown interrupted.
 pub async fn operations<R, RFut>(
+    cfg: &WorkerConfig,
     stores: &Stores,
     keys: &[String],
     batch: &Batch,
     refresh: R,
     shutdown: &watch::Receiver<bool>,
-) -> Option<Vec<usize>>
+) -> Option<u64>
 where
     R: Fn() -> RFut,
     RFut: Future<Output = ()>,
 {
     let mut ops: Vec<(String, OperationEvent)> = Vec::with_capacity(batch.entries.len());
+    let mut from: Vec<usize> = Vec::with_capacity(batch.entries.len());
     let mut dead = Vec::new();
     for (i, e) in batch.entries.iter().enumerate() {
         let key = &keys[usize::from(e.shard)];
+        let origin = e.origin.clone();
+        let (stream, entry_id) = origin
+            .as_deref()
+            .and_then(dead_letters::split_origin)
+            .map_or((key.clone(), e.id.clone()), |(s, id, _)| {
+                (s.to_string(), id.to_string())
+            });
         match e
             .payload
             .as_deref()
             .map(serde_json::from_slice::<OperationEvent>)
         {
-            Some(Ok(op)) => ops.push((format!("{key}/{}", e.id), op)),
+            Some(Ok(op)) => {
+                ops.push((format!("{stream}/{entry_id}"), op));
+                from.push(i);
+            }
             other => {
                 let reason = match other {
                     Some(Err(err)) => err.to_string(),
                     _ => "no operation field".to_string(),
                 };
                 tracing::error!(entry = %e.id, stream = %key, %reason, "undecodable operation moved to dead letters");
-                dead.push(i);
+                dead.push(NewDeadLetter {
+                    kind: Kind::Operations,
+                    shard: e.shard,
+                    tenant_id: None,
+                    store: Store::Decode,
+                    reason: Reason::Undecodable,
+                    error: reason,
+                    stream,
+                    entry_id,
+                    index: None,
+                    in_clickhouse: false,
+                    events: 1,
+                    payload: e.payload.clone().unwrap_or_default(),
+                });
             }
         }
     }
-    with_backoff(
+    let replayed = batch.entries.iter().any(|e| e.origin.is_some());
+    let ops = &ops;
+    let refused = with_backoff(
         "clickhouse",
         shutdown,
-        |attempt| operations_to_clickhouse(stores, &ops, batch.dedup || attempt > 1),
+        |attempt| {
+            let mut dedup = batch.dedup || replayed || attempt > 1;
+            async move {
+                let mut search = Isolate::new(ops.len());
+                while let Some(r) = search.next_range() {
+                    let result = operations_to_clickhouse(stores, &ops[r.clone()], dedup)
+                        .await
+                        .map(drop);
+                    dedup |= result.is_err();
+                    search.record(r, result)?;
+                }
+                Ok(search.into_refused())
+            }
+        },
         &refresh,
     )
     .await?;
-    Some(dead)
+    for (k, err) in refused {
+        let (id, op) = &ops[k];
+        let e = &batch.entries[from[k]];
+        let (stream, entry_id) = id.rsplit_once('/').unwrap_or((id, ""));
+        let reason = match err.failure() {
+            Failure::Permanent(r) => r,
+            Failure::Transient => Reason::BadValue,
+        };
+        tracing::warn!(tenant = %op.tenant_id, reason = reason.label(), error = %err.detail(), "operation refused for good: moved to dead letters");
+        dead.push(NewDeadLetter {
+            kind: Kind::Operations,
+            shard: e.shard,
+            tenant_id: Some(op.tenant_id),
+            store: Store::Clickhouse,
+            reason,
+            error: err.detail(),
+            stream: stream.to_string(),
+            entry_id: entry_id.to_string(),
+            index: None,
+            in_clickhouse: false,
+            events: 1,
+            payload: e.payload.clone().unwrap_or_default(),
+        });
+    }
+    let dead = &dead;
+    with_backoff(
+        "redis",
+        shutdown,
+        |_| async move { write_dead(stores, cfg, dead).await },
+        &refresh,
+    )
+    .await?;
+    Some(dead.len() as u64)
 }
 
 /// Inserts finished operations, skipping stored ones when `dedup`.

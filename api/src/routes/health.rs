@@ -26,6 +26,12 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         if let Ok(n) = state.layout.backlog(&mut conn).await {
             metrics::gauge!("sluice_stream_backlog").set(n as f64);
         }
+        if let Ok((held, trimmed)) =
+            sluice_storage::dead_letters::totals(&mut conn, &state.layout).await
+        {
+            metrics::gauge!("sluice_dead_letters").set(held as f64);
+            metrics::gauge!("sluice_dead_letters_trimmed").set(trimmed as f64);
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

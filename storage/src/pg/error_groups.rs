@@ -153,6 +153,107 @@ pub async fn apply_batch(pool: &PgPool, entries: &[EntryEvents<'_, '_>]) -> Resu
     Ok(applied)
 }
 
+/// An event Postgres refused for good: its entry's index in the batch, its
+/// index in the entry, and the error.
+#[derive(Debug)]
+pub struct Refused {
+    pub entry: usize,
+    pub event: usize,
+    pub error: crate::StorageError,
+}
+
+/// A batch applied in an open transaction: [`Applied::commit`] makes it
+/// durable, dropping it rolls it back.
+pub struct Applied {
+    tx: sqlx::Transaction<'static, Postgres>,
+    /// Events applied (of entries not applied before).
+    pub applied: usize,
+    /// Events refused for good; they are not applied, the rest are.
+    pub refused: Vec<Refused>,
+}
+
+impl Applied {
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// [`apply_batch`] for batches that may hold events Postgres refuses (text
+/// with NUL, jsonb with `\u0000`, an index row over the btree limit): the
+/// upsert runs under a savepoint and, when it fails for a permanent reason
+/// ([`crate::failure`]), is bisected over the events until each refused
+/// one is isolated ([`crate::failure::Isolate`]). Entry ids are recorded
+/// as in [`apply_batch`], so a re-store skips the whole entry, refused
+/// events included. Events for which `skip(entry, event)` holds are left
+/// out (another store refused them). Nothing is committed until the
+/// caller has set the refused events aside and calls [`Applied::commit`].
+pub async fn apply_isolating(
+    pool: &PgPool,
+    entries: &[EntryEvents<'_, '_>],
+    skip: impl Fn(usize, usize) -> bool,
+) -> Result<Applied> {
+    let mut tx = pool.begin().await?;
+    if entries.is_empty() {
+        return Ok(Applied {
+            tx,
+            applied: 0,
+            refused: Vec::new(),
+        });
+    }
+    let streams: Vec<&str> = entries.iter().map(|e| e.stream).collect();
+    let ids: Vec<&str> = entries.iter().map(|e| e.entry_id).collect();
+    let fresh: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO ingest_applied (stream, entry_id)
+         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING
+         RETURNING stream, entry_id",
+    )
+    .bind(&streams)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let fresh: std::collections::HashSet<(String, String)> = fresh.into_iter().collect();
+    let events: Vec<(usize, usize, &ErrorEvent<'_>)> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| fresh.contains(&(e.stream.to_string(), e.entry_id.to_string())))
+        .flat_map(|(ei, e)| e.events.iter().enumerate().map(move |(i, ev)| (ei, i, ev)))
+        .filter(|(ei, i, _)| !skip(*ei, *i))
+        .collect();
+    let mut search = crate::failure::Isolate::new(events.len());
+    while let Some(r) = search.next_range() {
+        sqlx::query("SAVEPOINT isolate").execute(&mut *tx).await?;
+        let folds = fold(events[r.clone()].iter().map(|(_, _, e)| *e));
+        let result = upsert(&mut tx, &folds).await;
+        if result.is_ok() {
+            sqlx::query("RELEASE SAVEPOINT isolate")
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            // When this fails too, the next statement fails as a transient
+            // error and the whole batch is retried.
+            let _ = sqlx::query("ROLLBACK TO SAVEPOINT isolate")
+                .execute(&mut *tx)
+                .await;
+        }
+        search.record(r, result)?;
+    }
+    let refused = search.into_refused();
+    let refused: Vec<Refused> = refused
+        .into_iter()
+        .map(|(i, error)| Refused {
+            entry: events[i].0,
+            event: events[i].1,
+            error,
+        })
+        .collect();
+    Ok(Applied {
+        tx,
+        applied: events.len() - refused.len(),
+        refused,
+    })
+}
+
 async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) -> Result<()> {
     let n = folds.len();
     let mut id = Vec::with_capacity(n);

@@ -30,6 +30,20 @@ pub async fn ensure(pool: &PgPool, slug: &str, name: &str) -> Result<Tenant> {
     )
 }
 
+/// The tenant with this id or slug, if any.
+pub async fn find(pool: &PgPool, id_or_slug: &str) -> Result<Option<Tenant>> {
+    let id = Uuid::parse_str(id_or_slug).ok();
+    Ok(
+        sqlx::query_as::<_, Tenant>(
+            "SELECT id, slug, name FROM tenants WHERE id = $1 OR slug = $2",
+        )
+        .bind(id)
+        .bind(id_or_slug)
+        .fetch_optional(pool)
+        .await?,
+    )
+}
+
 pub async fn delete(pool: &PgPool, id: Uuid) -> Result<()> {
     sqlx::query("DELETE FROM tenants WHERE id = $1")
         .bind(id)
