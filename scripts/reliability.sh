@@ -266,6 +266,9 @@ CH_ARGS=(--clickhouse-url "$CLICKHOUSE_URL" --clickhouse-database "${CLICKHOUSE_
 [ -n "${CLICKHOUSE_PASSWORD:-}" ] && CH_ARGS+=(--clickhouse-password "$CLICKHOUSE_PASSWORD")
 
 printf 'scenario\tfault_at\tdown_secs\tback_secs\n' > "$OUT/faults.tsv"
+# what the report says about the run: its command, start and commit
+printf 'bash scripts/reliability.sh%s\n' "${*:+ $*}" > "$OUT/command.txt"
+printf '%s %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$OUT/started.txt"
 for name in "${SCENARIOS[@]}"; do
   if ! has_fault "$name"; then log "$name: skipped (unknown, or no commands for it)"; continue; fi
   case $name in

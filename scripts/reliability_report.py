@@ -63,11 +63,23 @@ try:
 except OSError:
     pass
 mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
-commit = cmd("git", "rev-parse", "--short", "HEAD")
-when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def read(name, default):
+    try:
+        return open(os.path.join(out, name)).read().strip() or default
+    except OSError:
+        return default
+
+
+command = read("command.txt", "bash scripts/reliability.sh")
+started = read("started.txt", "")
+if started:
+    when, commit = started.rsplit(" ", 1)
+else:
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit = cmd("git", "rev-parse", "--short", "HEAD")
 
 print("### Latest run\n")
-print(f"Written by `bash scripts/reliability.sh` on {when}, commit `{commit}`"
+print(f"Written by `{command}`, started {when} at commit `{commit}`"
       f"{' (target: ' + target + ')' if target != 'local' else ''}.")
 print(f"Machine: {os.cpu_count()} vCPUs ({cpu}), {mem_gib} GiB RAM, {platform.platform()}.")
 print(f"Load: {int(float(rate)):,} error events/s offered, open loop (`sluice-loadtest --scenario errors`:"
@@ -76,7 +88,7 @@ print(f"Load: {int(float(rate)):,} error events/s offered, open loop (`sluice-lo
       f" stores down {outage} s. Each scenario is its own tenant; its loss check waits until"
       " both stores hold every accepted event and their counts stay unchanged 5 s.\n")
 
-print("| scenario | fault | requests: 2xx / 503 / other / no answer | events accepted (2xx) | ClickHouse rows (distinct) | PostgreSQL count | lost | stored twice | stored without an answer | drain after the load |")
+print("| scenario | fault | requests: 2xx / 503 / other / no answer | events accepted (2xx) | ClickHouse rows (distinct) | PostgreSQL count | lost | stored twice | events without an answer: stored / sent | drain after the load |")
 print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for name, d in runs:
     s = d.get("status_counts") or {}
@@ -90,7 +102,7 @@ for name, d in runs:
     print(f"| {name} | {FAULTS.get(name, name).format(o=outage)} | {fmt(s.get('2xx'))} / {fmt(s.get('503'))} / {fmt(other)} / {fmt(noans)}"
           f" | {fmt(c.get('accepted'))} | {fmt(c.get('stored_clickhouse'))} ({fmt(c.get('distinct_clickhouse'))})"
           f" | {fmt(c.get('stored_postgres'))} | {bold(lost)} | {bold(twice)}"
-          f" | {fmt(c.get('stored_unanswered'))} of {fmt(c.get('unanswered'))} | {drain} |")
+          f" | {fmt(c.get('stored_unanswered'))} / {fmt(c.get('unanswered'))} | {drain} |")
 
 print("\n| scenario | other statuses | latency p50 / p99 / max (ms) | unsent slots | visibility lag p50 / p99 (ms); probes | repaired part answering after |")
 print("|---|---|---|---:|---|---:|")
@@ -120,7 +132,7 @@ print(f"\nIn all: {total:,} events accepted, {lost:,} lost, {twice:,} stored twi
 print("\nLatencies count from each request's scheduled time (open loop). *Lost*: accepted events"
       " missing from the store holding fewer (distinct ClickHouse events, PostgreSQL group counts)."
       " *Stored twice*: ClickHouse rows sharing an event id, plus PostgreSQL counts beyond"
-      " ClickHouse's distinct events. *Stored without an answer*: events of requests that got no"
-      " answer (connection reset, time-out) that were stored anyway; a client retrying those"
-      " would store them twice. *Drain*: from the end of the load until both stores held every"
+      " ClickHouse's distinct events. *Events without an answer*: events of requests that got no"
+      " answer (connection refused or reset, time-out), and how many of them were stored anyway"
+      " (beyond the accepted count); a client retrying those would store them twice. *Drain*: from the end of the load until both stores held every"
       " accepted event.\n")
