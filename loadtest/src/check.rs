@@ -1,6 +1,9 @@
 //! A fresh tenant for the run, and the loss check after it: wait until
 //! ClickHouse's raw events and Postgres's group counts of that tenant reach
-//! the number of events the server accepted, then compare.
+//! the number of events the server accepted (and, with a settle time, stop
+//! changing), then compare. ClickHouse rows carry each event's identity
+//! (`<stream>/<entry id>/<index>`), so an event stored twice is told apart
+//! from an event stored without an answer.
 
 use std::time::{Duration, Instant};
 
@@ -55,15 +58,26 @@ pub struct LossCheck {
     /// Error events the server accepted (2xx singles, batches' `accepted`,
     /// lag probes).
     pub accepted: u64,
+    /// ClickHouse rows of the tenant.
     pub stored_clickhouse: u64,
+    /// Distinct event ids among those rows.
+    pub distinct_clickhouse: u64,
+    /// The sum of the tenant's group counts in Postgres.
     pub stored_postgres: u64,
-    /// Accepted events missing from the store that has fewer.
+    /// Accepted events missing from the store that has fewer (distinct
+    /// events in ClickHouse, counts in Postgres).
     pub lost: u64,
-    /// Events beyond the accepted count in the store that has more.
+    /// Events stored more than once: ClickHouse rows whose event id another
+    /// row already has, plus Postgres counts beyond ClickHouse's distinct
+    /// events.
     pub duplicated: u64,
     /// Events sent without an answer (connection error or time-out): the
-    /// server may have stored them, so they can show up as duplicates.
+    /// server may have stored them.
     pub unanswered: u64,
+    /// Events stored (in both stores) beyond the accepted count: requests
+    /// that were stored but not answered. More than `unanswered` would mean
+    /// events stored that were refused.
+    pub stored_unanswered: u64,
     /// From the end of the run until both stores held every accepted event
     /// (or the drain time-out).
     pub drain_secs: f64,
@@ -83,10 +97,24 @@ impl Stores {
         ch::client(cfg)
     }
 
-    async fn counts(&self, tenant: Uuid) -> Result<(u64, u64)> {
-        let in_ch = ch::events::count_raw(&self.ch, tenant, None)
+    /// Both stores' counts. Distinct event ids cost more than a row count,
+    /// so they are counted only once there are `distinct_from` rows or more
+    /// (below that, fewer rows than accepted events, the distinct count is
+    /// taken to be the row count); 0 counts them always.
+    async fn counts(&self, tenant: Uuid, distinct_from: u64) -> Result<Counts> {
+        let rows = ch::events::count_raw(&self.ch, tenant, None)
             .await
             .context("counting events in ClickHouse")?;
+        let distinct = if rows >= distinct_from {
+            self.ch
+                .query("SELECT uniqExact(event_id) FROM error_events WHERE tenant_id = toUUID(?)")
+                .bind(tenant.to_string())
+                .fetch_one::<u64>()
+                .await
+                .context("counting distinct events in ClickHouse")?
+        } else {
+            rows
+        };
         let in_pg: i64 = sqlx::query_scalar(
             "SELECT coalesce(sum(count), 0)::bigint FROM error_groups WHERE tenant_id = $1",
         )
@@ -94,12 +122,42 @@ impl Stores {
         .fetch_one(&self.pg)
         .await
         .context("counting events in Postgres")?;
-        Ok((in_ch, u64::try_from(in_pg).unwrap_or(0)))
+        Ok(Counts {
+            ch_rows: rows,
+            ch_distinct: distinct,
+            pg: u64::try_from(in_pg).unwrap_or(0),
+        })
     }
 }
 
-/// Polls both stores until they hold `accepted` events (or more), or
-/// `timeout` passes since `run_end`.
+/// One look at both stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    ch_rows: u64,
+    ch_distinct: u64,
+    pg: u64,
+}
+
+impl Counts {
+    fn hold(&self, accepted: u64) -> bool {
+        self.ch_distinct >= accepted && self.pg >= accepted
+    }
+}
+
+/// How long to wait for the stores after the run.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainPlan {
+    /// Longest wait, from the end of the run.
+    pub timeout: Duration,
+    /// Once both stores hold the accepted count, keep polling until the
+    /// counts stay the same this long (events stored without an answer, or
+    /// twins, still arriving), within `timeout`.
+    pub settle: Duration,
+}
+
+/// Polls both stores until they hold `accepted` events (or more) and, with
+/// a settle time, stop changing; or until the time-out passes since
+/// `run_end`.
 pub async fn drain(
     stores: &Stores,
     tenant: Uuid,
@@ -107,28 +165,99 @@ pub async fn drain(
     unanswered: u64,
     run_secs: f64,
     run_end: Instant,
-    timeout: Duration,
+    plan: DrainPlan,
 ) -> Result<LossCheck> {
-    let (mut in_ch, mut in_pg);
+    let mut c = stores.counts(tenant, accepted).await?;
+    let mut held_at: Option<Instant> = None;
+    let mut drain_secs = run_end.elapsed().as_secs_f64();
+    let mut stable_since = Instant::now();
     loop {
-        (in_ch, in_pg) = stores.counts(tenant).await?;
-        if (in_ch >= accepted && in_pg >= accepted) || run_end.elapsed() >= timeout {
+        if c.hold(accepted) && held_at.is_none() {
+            held_at = Some(Instant::now());
+            drain_secs = run_end.elapsed().as_secs_f64();
+        }
+        let settled = held_at.is_some() && stable_since.elapsed() >= plan.settle;
+        if settled || run_end.elapsed() >= plan.timeout {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+        let next = stores.counts(tenant, accepted).await?;
+        if next != c {
+            stable_since = Instant::now();
+        }
+        c = next;
     }
-    let drain_secs = run_end.elapsed().as_secs_f64();
-    let drained = in_ch >= accepted && in_pg >= accepted;
-    Ok(LossCheck {
+    let drained = held_at.is_some();
+    if !drained {
+        drain_secs = run_end.elapsed().as_secs_f64();
+        c = stores.counts(tenant, 0).await?;
+    }
+    Ok(loss_check(
+        c, accepted, unanswered, run_secs, drain_secs, drained,
+    ))
+}
+
+fn loss_check(
+    c: Counts,
+    accepted: u64,
+    unanswered: u64,
+    run_secs: f64,
+    drain_secs: f64,
+    drained: bool,
+) -> LossCheck {
+    let stored = c.ch_distinct.min(c.pg);
+    LossCheck {
         accepted,
-        stored_clickhouse: in_ch,
-        stored_postgres: in_pg,
-        lost: accepted.saturating_sub(in_ch.min(in_pg)),
-        duplicated: in_ch.max(in_pg).saturating_sub(accepted),
+        stored_clickhouse: c.ch_rows,
+        distinct_clickhouse: c.ch_distinct,
+        stored_postgres: c.pg,
+        lost: accepted.saturating_sub(stored),
+        duplicated: c.ch_rows.saturating_sub(c.ch_distinct) + c.pg.saturating_sub(c.ch_distinct),
         unanswered,
+        stored_unanswered: stored.saturating_sub(accepted),
         drain_secs,
         sustained_events_per_sec: drained
             .then(|| accepted as f64 / (run_secs + drain_secs).max(1e-9)),
         drained,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(ch_rows: u64, ch_distinct: u64, pg: u64) -> Counts {
+        Counts {
+            ch_rows,
+            ch_distinct,
+            pg,
+        }
+    }
+
+    #[test]
+    fn loss_check_tells_twins_from_unanswered_events() {
+        let clean = loss_check(counts(100, 100, 100), 100, 0, 10.0, 1.0, true);
+        assert_eq!(
+            (clean.lost, clean.duplicated, clean.stored_unanswered),
+            (0, 0, 0)
+        );
+        // 5 events stored without an answer: not duplicates
+        let unanswered = loss_check(counts(105, 105, 105), 100, 8, 10.0, 1.0, true);
+        assert_eq!(
+            (
+                unanswered.lost,
+                unanswered.duplicated,
+                unanswered.stored_unanswered
+            ),
+            (0, 0, 5)
+        );
+        // 3 ClickHouse twins and 2 events counted twice in Postgres
+        let twins = loss_check(counts(103, 100, 102), 100, 0, 10.0, 1.0, true);
+        assert_eq!((twins.lost, twins.duplicated), (0, 5));
+        // 4 accepted events missing from Postgres, 1 from ClickHouse
+        let lost = loss_check(counts(99, 99, 96), 100, 0, 10.0, 1.0, false);
+        assert_eq!((lost.lost, lost.duplicated), (4, 0));
+        assert!(lost.sustained_events_per_sec.is_none());
+        assert!(!counts(100, 99, 100).hold(100) && counts(100, 100, 101).hold(100));
+    }
 }

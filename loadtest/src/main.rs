@@ -152,6 +152,11 @@ pub struct RunArgs {
     /// Longest wait after the run for the stores to catch up.
     #[arg(long, default_value_t = 120.0)]
     pub drain_timeout_secs: f64,
+    /// Once the stores hold every accepted event, keep counting until the
+    /// counts stay the same this long (events stored without an answer,
+    /// or stored twice, may still be arriving).
+    #[arg(long, default_value_t = 0.0)]
+    pub settle_secs: f64,
     /// Visibility-lag probes spread over the run (0: none).
     #[arg(long, default_value_t = 20)]
     pub lag_samples: usize,

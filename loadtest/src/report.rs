@@ -306,13 +306,15 @@ impl Report {
             row(
                 "loss check",
                 format!(
-                    "accepted {}  clickhouse {}  postgres {}  lost {}  duplicated {}  unanswered {}",
+                    "accepted {}  clickhouse {} ({} distinct)  postgres {}  lost {}  duplicated {}  unanswered {} ({} of them stored)",
                     c.accepted,
                     c.stored_clickhouse,
+                    c.distinct_clickhouse,
                     c.stored_postgres,
                     c.lost,
                     c.duplicated,
-                    c.unanswered
+                    c.unanswered,
+                    c.stored_unanswered
                 ),
             );
             row(

@@ -48,6 +48,9 @@ fn validate(a: &RunArgs) -> Result<()> {
     positive("--timeout-secs", a.timeout_secs)?;
     positive("--drain-timeout-secs", a.drain_timeout_secs)?;
     positive("--lag-timeout-secs", a.lag_timeout_secs)?;
+    if !(a.settle_secs.is_finite() && a.settle_secs >= 0.0) {
+        bail!("--settle-secs must be 0 or more, not {}", a.settle_secs);
+    }
     if let Some(d) = a.duration_secs {
         positive("--duration-secs", d)?;
     }
@@ -242,7 +245,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     unanswered_errors,
                     run_secs,
                     run_end,
-                    Duration::from_secs_f64(args.drain_timeout_secs),
+                    check::DrainPlan {
+                        timeout: Duration::from_secs_f64(args.drain_timeout_secs),
+                        settle: Duration::from_secs_f64(args.settle_secs),
+                    },
                 )
                 .await?,
             )

@@ -25,6 +25,9 @@ pub enum Scenario {
     Dashboard,
     /// 60 % single, 25 % batch, 10 % ops pairs, 5 % dashboard.
     Mix,
+    /// Error events only: 80 % single, 20 % batch (every write the loss
+    /// check counts).
+    Errors,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,12 +73,17 @@ impl Scenario {
                     _ => Action::Dashboard(((h >> 32) % 3) as u8),
                 }
             }
+            Scenario::Errors => match rng::mix(slot ^ MIX_SEED) % 100 {
+                0..=79 => Action::Single,
+                _ => Action::Batch,
+            },
         }
     }
 
     fn uses(self, a: Action) -> bool {
         match self {
             Scenario::Mix => true,
+            Scenario::Errors => matches!(a, Action::Single | Action::Batch),
             Scenario::Single => a == Action::Single,
             Scenario::Batch => a == Action::Batch,
             Scenario::Ops => a == Action::Ops,
@@ -90,6 +98,7 @@ impl Scenario {
             Scenario::Ops => "ops",
             Scenario::Dashboard => "dashboard",
             Scenario::Mix => "mix",
+            Scenario::Errors => "errors",
         }
     }
 }
@@ -421,6 +430,16 @@ mod tests {
         for l in lines {
             serde_json::from_slice::<serde_json::Value>(l).unwrap();
         }
+    }
+
+    #[test]
+    fn errors_sends_singles_and_batches_only() {
+        let singles = (0..10_000)
+            .filter(|&s| Scenario::Errors.action(s) == Action::Single)
+            .count();
+        assert!((7_700..8_300).contains(&singles), "{singles}");
+        assert!((0..10_000)
+            .all(|s| matches!(Scenario::Errors.action(s), Action::Single | Action::Batch)));
     }
 
     #[test]
