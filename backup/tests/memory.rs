@@ -113,4 +113,80 @@ async fn large_dump_streams_in_bounded_memory() {
         restore_growth < ALLOWED_GROWTH_MB,
         "restore grew RSS by {restore_growth} MB"
     );
+
+    // The same database is large enough to interrupt a backup midway.
+    interrupted_backups_leave_no_object(&store, &source.0, &keys).await;
+}
+
+/// A backup whose connection is dropped midway fails as transient; one
+/// cancelled midway (its worker gone) leaves nothing under its name, not
+/// even the staging file.
+async fn interrupted_backups_leave_no_object(store: &TempStore, db: &str, keys: &Keyring) {
+    let terminated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&terminated);
+    let db_name = db.to_owned();
+    let err = run_backup(
+        &store.store,
+        BackupRequest {
+            engine: EngineKind::Postgres.engine(),
+            transport: &Local,
+            connection: &pg_conn(),
+            database: db,
+            compression: Compression::Zstd,
+            encryption: Some(keys),
+            object_key: "dropped",
+            progress: Some(std::sync::Arc::new(move |n| {
+                if n > 8 << 20 && !flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let db = db_name.clone();
+                    std::thread::spawn(move || {
+                        pg(
+                            "postgres",
+                            &format!(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                 WHERE datname = '{db}' AND application_name = 'sluice-backup'"
+                            ),
+                        )
+                    });
+                }
+            })),
+        },
+    )
+    .await
+    .unwrap_err();
+    eprintln!("dropped connection: {err}");
+    assert!(err.is_transient(), "{err}");
+    assert!(store.store.size("dropped").await.is_err());
+
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(1500),
+        run_backup(
+            &store.store,
+            BackupRequest {
+                engine: EngineKind::Postgres.engine(),
+                transport: &Local,
+                connection: &pg_conn(),
+                database: db,
+                compression: Compression::None,
+                encryption: None,
+                object_key: "cancelled",
+                progress: None,
+            },
+        ),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the backup finished before it could be cancelled"
+    );
+    // The staging file is removed on a blocking thread: give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let names: Vec<String> = std::fs::read_dir(&store.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| n == "big"),
+        "left behind next to the completed backup: {names:?}"
+    );
 }
