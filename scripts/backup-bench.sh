@@ -5,7 +5,9 @@
 #
 #   bash scripts/backup-bench.sh [scale]    # pgbench -i -s <scale>, default 20
 #
-# Builds the `backup_once` example in release mode (slow the first time).
+# Ratio = reference time / sluice time (above 1: sluice is faster). MB/s are
+# of database size (pg_database_size). Builds the `backup_once` example in
+# release mode (slow the first time).
 # Creates the database sluice_backup_bench and drops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +22,7 @@ trap cleanup EXIT
 cargo build -q --release -p sluice-backup --example backup_once
 bin="$CARGO_TARGET_DIR/release/examples/backup_once"
 
-"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
+"${PSQL[@]}" -d postgres -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres "$db" >/dev/null 2>&1
 size=$("${PSQL[@]}" -At -d "$db" -c "SELECT pg_database_size('$db')")
 echo "database: pgbench scale $scale, $((size / 1048576)) MB"
@@ -42,10 +44,17 @@ for run in 1 2; do
   rm -rf "$work/store"
 
   t0=$(now)
-  "$bin" "$db" "$work/store" zstd encrypt >/dev/null
+  if [ -x /usr/bin/time ]; then
+    # Peak resident memory of the backup process (GNU time's %M, in KB).
+    /usr/bin/time -f %M -o "$work/rss" "$bin" "$db" "$work/store" zstd encrypt >/dev/null
+  else
+    "$bin" "$db" "$work/store" zstd encrypt >/dev/null
+  fi
   t1=$(now)
   enc=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
   rm -rf "$work/store"
+  rss=""
+  [ -s "$work/rss" ] && rss=$(( $(tail -n1 "$work/rss") / 1024 ))
 
-  echo "run $run: pg_dump | zstd $(rate "$ref") MB/s; sluice zstd $(rate "$ours") MB/s (ratio $(awk -v r="$ref" -v o="$ours" 'BEGIN { printf "%.2f", r / o }')); sluice zstd+encrypt $(rate "$enc") MB/s (ratio $(awk -v r="$ref" -v o="$enc" 'BEGIN { printf "%.2f", r / o }'))"
+  echo "run $run: pg_dump | zstd $(rate "$ref") MB/s; sluice zstd $(rate "$ours") MB/s (ratio $(awk -v r="$ref" -v o="$ours" 'BEGIN { printf "%.2f", r / o }')); sluice zstd+encrypt $(rate "$enc") MB/s (ratio $(awk -v r="$ref" -v o="$enc" 'BEGIN { printf "%.2f", r / o }'))${rss:+; its peak RSS $rss MB}"
 done
