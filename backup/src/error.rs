@@ -62,6 +62,11 @@ impl ToolFailure {
                 "terminating connection",
                 "is being accessed by other users",
                 "no route to host",
+                "ssl syscall error",
+                "eof detected",
+                "connection reset",
+                "broken pipe",
+                "unexpected eof",
             ])
         {
             Self::ConnectionLost
@@ -185,6 +190,10 @@ mod tests {
         );
         assert_eq!(
             c("pg_dump: error: Dumping the contents of table \"t\" failed: PQgetResult() failed.\nserver closed the connection unexpectedly", false),
+            ToolFailure::ConnectionLost
+        );
+        assert_eq!(
+            c("pg_dump: error: Dumping the contents of table \"big\" failed: PQgetCopyData() failed.\npg_dump: detail: Error message from server: SSL SYSCALL error: EOF detected", false),
             ToolFailure::ConnectionLost
         );
         assert_eq!(c("", true), ToolFailure::ConnectionLost);

@@ -827,3 +827,63 @@ async fn mariadb_passwords_go_through_the_environment() {
     assert!(!err.is_transient());
     assert!(!err.to_string().contains("wrong"), "{err}");
 }
+
+/// MariaDB views cannot move between databases with RENAME TABLE: such a
+/// restore is refused before the swap and the target stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_views_are_refused_before_the_swap() {
+    let store = TempStore::new();
+    let source = MyDb::create();
+    my(
+        Some(&source.0),
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1); CREATE VIEW v AS SELECT id FROM t",
+    );
+    let out = backup(
+        &store,
+        EngineKind::MySql,
+        &my_conn(),
+        &source.0,
+        Compression::Zstd,
+        None,
+        "views",
+    )
+    .await
+    .unwrap();
+    let target = MyDb::create();
+    my(
+        Some(&target.0),
+        "CREATE TABLE keep (id INT PRIMARY KEY); INSERT INTO keep VALUES (7)",
+    );
+    let before = my(Some(&target.0), "SHOW TABLES; SELECT * FROM keep");
+    let err = restore(
+        &store,
+        EngineKind::MySql,
+        &my_conn(),
+        &target.0,
+        "views",
+        &out.checksum,
+        Compression::Zstd,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, BackupError::Unsupported(_)), "{err}");
+    assert_eq!(
+        my(Some(&target.0), "SHOW TABLES; SELECT * FROM keep"),
+        before
+    );
+    let missing = MyDb::name();
+    restore(
+        &store,
+        EngineKind::MySql,
+        &my_conn(),
+        &missing.0,
+        "views",
+        &out.checksum,
+        Compression::Zstd,
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(!my_exists(&missing.0));
+}
