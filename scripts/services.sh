@@ -91,3 +91,27 @@ if ! ch_up; then
   fi
 fi
 log "clickhouse ok ($(curl -fsS 'http://127.0.0.1:8123/?query=SELECT%20version()'))"
+
+# --- MariaDB (backup tests) and the PostgreSQL client tools ------------------
+# The backup crate's tests dump and restore real databases with pg_dump/psql
+# and mariadb-dump/mariadb; MariaDB listens on 127.0.0.1:3306, root over
+# TCP without a password, as Debian's package sets it up for this machine.
+command -v pg_dump >/dev/null || apt_install postgresql-client
+my_up() { mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1'; }
+if ! command -v mariadb >/dev/null || ! my_up >/dev/null 2>&1; then
+  { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || apt_install mariadb-server mariadb-client
+  if ! my_up >/dev/null 2>&1; then
+    log "starting mariadb"
+    mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+    [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+    wait_for mariadb 120 my_up
+  fi
+  # A fresh server lets root in only through the unix socket: open TCP for
+  # root without a password (these are the tests' local throwaway databases).
+  if ! my_up >/dev/null 2>&1; then
+    mariadb -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY ''; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('') OR unix_socket; FLUSH PRIVILEGES" || true
+    wait_for mariadb 20 my_up
+  fi
+fi
+log "mariadb ok ($(mariadb --protocol=TCP -h 127.0.0.1 -u root -N -e 'SELECT version()' 2>/dev/null))"

@@ -1,0 +1,150 @@
+//! Database engines: how to dump one database as a stream, how to replay a
+//! dump into another, and the few admin steps a safe restore needs (does a
+//! database exist, create, drop, swap a scratch database in). Every step is
+//! a tool run through a [`Transport`], so the same engine works wherever
+//! the transport reaches.
+
+mod mysql;
+mod postgres;
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+
+pub use mysql::MySql;
+pub use postgres::Postgres;
+
+use crate::error::{BackupError, Result};
+use crate::transport::{ToolCommand, Transport};
+
+/// Where a database server listens and who to log in as.
+#[derive(Clone)]
+pub struct Connection {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Given to tools through their environment only.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// Which engine a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Postgres,
+    /// MySQL or MariaDB, through the `mariadb-dump` and `mariadb` tools.
+    MySql,
+}
+
+impl EngineKind {
+    pub fn engine(self) -> &'static dyn Engine {
+        match self {
+            EngineKind::Postgres => &Postgres,
+            EngineKind::MySql => &MySql,
+        }
+    }
+}
+
+/// One database engine's tools and admin statements.
+pub trait Engine: Send + Sync + fmt::Debug {
+    fn kind(&self) -> EngineKind;
+
+    /// A command writing `database`'s dump to its stdout.
+    fn dump_command(&self, conn: &Connection, database: &str) -> ToolCommand;
+
+    /// A command replaying a dump read from its stdin into `database`,
+    /// stopping at the first error.
+    fn restore_command(&self, conn: &Connection, database: &str) -> ToolCommand;
+
+    fn database_exists<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    fn create_database<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Drops `database` if it exists.
+    fn drop_database<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Makes `scratch`'s content the content of `target` (created when
+    /// missing) in one atomic step, then drops what `target` held before.
+    /// When it fails, `target` is as it was.
+    fn swap_in<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        scratch: &'a str,
+        target: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Database names this crate accepts: 1 to 63 ASCII letters, digits, `_`
+/// and `-` (what both engines take without surprises, and safe to quote).
+pub fn validate_database_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(BackupError::Invalid(format!(
+            "database name {name:?}: use 1 to 63 ASCII letters, digits, '_' or '-'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names() {
+        assert!(validate_database_name("orders_2024-prod").is_ok());
+        for bad in ["", "a b", "x\"y", "dbname=x", "é", &"a".repeat(64)] {
+            assert!(validate_database_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_arguments_and_debug() {
+        let conn = Connection {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "u".into(),
+            password: Some("s3cret-pw".into()),
+        };
+        for kind in [EngineKind::Postgres, EngineKind::MySql] {
+            let e = kind.engine();
+            for cmd in [e.dump_command(&conn, "db"), e.restore_command(&conn, "db")] {
+                assert!(cmd.args.iter().all(|a| !a.contains("s3cret")), "{cmd:?}");
+                assert!(cmd.env.iter().any(|(_, v)| v == "s3cret-pw"));
+                assert!(!format!("{cmd:?}").contains("s3cret"));
+            }
+        }
+        assert!(!format!("{conn:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,174 @@
+//! PostgreSQL through `pg_dump` and `psql`.
+//!
+//! Dumps are plain SQL (`pg_dump --format=plain`): table data arrives as
+//! `COPY … FROM stdin` blocks, one row a line, which a masking step can
+//! rewrite while the stream passes through, and which `psql` replays
+//! without a temporary file. (The custom format would allow selective and
+//! parallel `pg_restore`, but its data blocks are compressed inside the
+//! archive and its table of contents sits at the start, written after the
+//! data when the output is seekable: it cannot be masked in one pass.)
+//! Ownership and privileges are left out (`--no-owner --no-privileges`),
+//! so a dump restores on a server that lacks the source's roles.
+//!
+//! A restore replays into a scratch database in one transaction
+//! (`--single-transaction`, `ON_ERROR_STOP`), then `swap_in` renames the
+//! target away and the scratch database to the target's name in one
+//! transaction (`ALTER DATABASE … RENAME`), and drops the old one.
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::{Connection, Engine, EngineKind};
+use crate::error::Result;
+use crate::transport::{run_capture, ToolCommand, Transport};
+
+/// The database admin statements connect to.
+const MAINTENANCE_DB: &str = "postgres";
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postgres;
+
+fn base(program: &str, conn: &Connection) -> ToolCommand {
+    let mut cmd = ToolCommand::new(program)
+        .arg("--host")
+        .arg(&conn.host)
+        .arg("--port")
+        .arg(conn.port.to_string())
+        .arg("--username")
+        .arg(&conn.user)
+        .arg("--no-password")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGAPPNAME", "sluice-backup");
+    if let Some(pw) = &conn.password {
+        cmd = cmd.env("PGPASSWORD", pw.clone());
+    }
+    cmd
+}
+
+fn psql(conn: &Connection, database: &str) -> ToolCommand {
+    base("psql", conn)
+        .arg("--no-psqlrc")
+        .arg("--quiet")
+        .arg("--set")
+        .arg("ON_ERROR_STOP=1")
+        .arg("--dbname")
+        .arg(database)
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+async fn admin(transport: &dyn Transport, conn: &Connection, sql: &str) -> Result<String> {
+    let cmd = psql(conn, MAINTENANCE_DB)
+        .arg("--no-align")
+        .arg("--tuples-only")
+        .arg("--command")
+        .arg(sql);
+    run_capture(transport, &cmd).await
+}
+
+impl Engine for Postgres {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+
+    fn dump_command(&self, conn: &Connection, database: &str) -> ToolCommand {
+        base("pg_dump", conn)
+            .arg("--format=plain")
+            .arg("--no-owner")
+            .arg("--no-privileges")
+            .arg("--encoding=UTF8")
+            .arg("--dbname")
+            .arg(database)
+            .with_stdout()
+    }
+
+    fn restore_command(&self, conn: &Connection, database: &str) -> ToolCommand {
+        psql(conn, database)
+            .arg("--single-transaction")
+            .arg("--file=-")
+            .with_stdin()
+    }
+
+    fn database_exists<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        async move {
+            let sql = format!(
+                "SELECT 1 FROM pg_database WHERE datname = {}",
+                literal(database)
+            );
+            Ok(admin(transport, conn, &sql).await?.trim() == "1")
+        }
+        .boxed()
+    }
+
+    fn create_database<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let sql = format!("CREATE DATABASE {} TEMPLATE template0", ident(database));
+            admin(transport, conn, &sql).await.map(drop)
+        }
+        .boxed()
+    }
+
+    fn drop_database<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(database));
+            admin(transport, conn, &sql).await.map(drop)
+        }
+        .boxed()
+    }
+
+    fn swap_in<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        scratch: &'a str,
+        target: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        async move {
+            if !self.database_exists(transport, conn, target).await? {
+                let sql = format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    ident(scratch),
+                    ident(target)
+                );
+                return admin(transport, conn, &sql).await.map(drop);
+            }
+            let old = crate::restore::side_name("sluice_old");
+            // One transaction: both renames happen or neither. Renaming the
+            // target fails while sessions are connected to it; the target is
+            // then unchanged and the error says so.
+            let sql = format!(
+                "BEGIN; ALTER DATABASE {t} RENAME TO {o}; ALTER DATABASE {s} RENAME TO {t}; COMMIT;",
+                t = ident(target),
+                o = ident(&old),
+                s = ident(scratch)
+            );
+            admin(transport, conn, &sql).await?;
+            if let Err(e) = self.drop_database(transport, conn, &old).await {
+                tracing::warn!(database = %old, error = %e, "restore swapped in, but the previous database could not be dropped");
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}

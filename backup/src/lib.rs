@@ -1,0 +1,43 @@
+//! Sluice's backups, as a library that knows nothing of HTTP or job queues.
+//!
+//! One job: **dump → compress → encrypt → checksum → store**, and the
+//! reverse, **fetch → verify checksum → decrypt → decompress → restore**.
+//!
+//! - [`engine`]: PostgreSQL (`pg_dump` plain SQL / `psql`) and MySQL/MariaDB
+//!   (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
+//! - [`transport`]: where those tools run ([`Local`] today; SSH and docker
+//!   later behind the same [`Transport`] trait). Passwords go through the
+//!   tools' environment, never their command line.
+//! - [`compression`]: none, gzip, zstd, streaming.
+//! - [`crypto`]: envelope encryption, AES-256-GCM in an authenticated
+//!   chunked stream (truncation and reordering detected), master keys by id.
+//! - [`store`]: `object_store` (a local directory by default), written by
+//!   multipart upload, never visible under its name before it completed.
+//! - [`run_backup`] and [`run_restore`]: the two pipelines. A restore checks
+//!   the stored checksum before it touches the target, replays into a
+//!   scratch database and swaps it in only when everything succeeded.
+//!
+//! Guarantees: memory stays bounded whatever the database's size (chunks of
+//! 64 KiB between stages, a few 5 MiB upload parts); nothing is buffered
+//! whole in memory or in a temporary file. Errors are typed
+//! ([`BackupError`]) and classified transient or permanent for retries.
+//! Not here yet: masking, SSH/docker transports, S3 configuration,
+//! progress percentages (callers get bytes read and compute them).
+
+pub mod backup;
+pub mod compression;
+pub mod crypto;
+pub mod engine;
+pub mod error;
+pub mod restore;
+pub mod store;
+pub mod transport;
+
+pub use backup::{run_backup, BackupOutcome, BackupRequest, ProgressFn};
+pub use compression::Compression;
+pub use crypto::Keyring;
+pub use engine::{Connection, Engine, EngineKind};
+pub use error::{BackupError, ErrorClass, Result, ToolFailure};
+pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
+pub use store::BackupStore;
+pub use transport::{Local, Process, ToolCommand, Transport};
