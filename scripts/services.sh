@@ -98,6 +98,8 @@ log "clickhouse ok ($(curl -fsS 'http://127.0.0.1:8123/?query=SELECT%20version()
 # TCP without a password, as Debian's package sets it up for this machine.
 command -v pg_dump >/dev/null || apt_install postgresql-client
 my_up() { mariadb --protocol=TCP -h 127.0.0.1 -P 3306 -u root -e 'SELECT 1'; }
+# Answering at all (root through the unix socket, as root).
+my_alive() { my_up || mariadb -u root -e 'SELECT 1'; }
 if ! command -v mariadb >/dev/null || ! my_up >/dev/null 2>&1; then
   { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || apt_install mariadb-server mariadb-client
   if ! my_up >/dev/null 2>&1; then
@@ -105,7 +107,7 @@ if ! command -v mariadb >/dev/null || ! my_up >/dev/null 2>&1; then
     mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
     [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
     start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
-    wait_for mariadb 120 my_up
+    wait_for mariadb 120 my_alive
   fi
   # A fresh server lets root in only through the unix socket: open TCP for
   # root without a password (these are the tests' local throwaway databases).
