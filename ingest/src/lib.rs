@@ -258,31 +258,11 @@ impl Ingest {
 
     /// A batch: the accepted events' chunks, how many, and the answer.
     fn batch(&self, bytes: &[u8], meta: &RequestMeta) -> Result<Decoded, Rejection> {
-        let items = split_batch(bytes).map_err(|e| {
-            if std::str::from_utf8(bytes).is_err() {
-                Rejection::bad_request("body is not valid UTF-8")
-            } else {
-                e
-            }
-        })?;
-        if items.len() > self.cfg.max_batch_events {
-            return Err(Rejection::too_large(format!(
-                "batch has {} events; at most {} are accepted per request",
-                items.len(),
-                self.cfg.max_batch_events
-            )));
-        }
+        let items = decode_batch(bytes, meta, &self.cfg)?;
         // Per item: Ok(index into `accepted`) or the reason it was refused.
         let mut outcomes: Vec<Result<usize, String>> = Vec::with_capacity(items.len());
         let mut accepted: Vec<ErrorEvent<'_>> = Vec::with_capacity(items.len());
-        for item in items {
-            let decoded = match item {
-                Err(e) => Err(e),
-                Ok(raw) if raw.len() > self.cfg.max_event_bytes => {
-                    Err(format!("event exceeds {} bytes", self.cfg.max_event_bytes))
-                }
-                Ok(raw) => decode(raw, meta, &self.cfg.scrub),
-            };
+        for decoded in items {
             outcomes.push(decoded.map(|ev| {
                 accepted.push(ev);
                 accepted.len() - 1
@@ -335,6 +315,39 @@ impl Ingest {
                 }
             })
     }
+}
+
+/// A batch body decoded as `POST /api/errors/batch` decodes it: split
+/// into items (a JSON array, or NDJSON), each item then decoded on its own
+/// ([`event::decode`]). The whole request is refused when it cannot be
+/// split or holds more than `max_batch_events` items; otherwise each item
+/// is its event or the reason it was refused, in order.
+pub fn decode_batch<'a>(
+    bytes: &'a [u8],
+    meta: &'a RequestMeta,
+    cfg: &'a IngestConfig,
+) -> Result<impl ExactSizeIterator<Item = Result<ErrorEvent<'a>, String>> + 'a, Rejection> {
+    let items = split_batch(bytes).map_err(|e| {
+        if std::str::from_utf8(bytes).is_err() {
+            Rejection::bad_request("body is not valid UTF-8")
+        } else {
+            e
+        }
+    })?;
+    if items.len() > cfg.max_batch_events {
+        return Err(Rejection::too_large(format!(
+            "batch has {} events; at most {} are accepted per request",
+            items.len(),
+            cfg.max_batch_events
+        )));
+    }
+    Ok(items.into_iter().map(move |item| match item {
+        Err(e) => Err(e),
+        Ok(raw) if raw.len() > cfg.max_event_bytes => {
+            Err(format!("event exceeds {} bytes", cfg.max_event_bytes))
+        }
+        Ok(raw) => decode(raw, meta, &cfg.scrub),
+    }))
 }
 
 /// Decodes one event; the error says so when the event's bytes are not

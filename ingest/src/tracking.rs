@@ -99,6 +99,65 @@ fn script_type(raw: Option<String>) -> Result<String, Rejection> {
     }
 }
 
+/// A start request's body, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// Trimmed, not empty, at most [`MAX_NAME`] characters.
+    pub script_name: String,
+    /// Upper-case letters, digits and underscores; `MANUAL` when absent.
+    pub script_type: String,
+}
+
+/// Decodes and validates a `POST .../operations/start` body.
+pub fn decode_start(bytes: &[u8]) -> Result<Start, Rejection> {
+    let b: StartBody = parse(bytes)?;
+    let script_name = b
+        .script_name
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Rejection::bad_request("script_name is required"))?;
+    if script_name.chars().count() > MAX_NAME {
+        return Err(Rejection::bad_request(format!(
+            "script_name is longer than {MAX_NAME} characters"
+        )));
+    }
+    let script_type = script_type(b.script_type)?;
+    Ok(Start {
+        script_name,
+        script_type,
+    })
+}
+
+/// A complete request's body, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Complete {
+    /// 32 lower-case hexadecimal characters.
+    pub operation_id: String,
+    /// `success` as sent; true when absent.
+    pub success: bool,
+    /// Absent when blank.
+    pub error_message: Option<String>,
+}
+
+/// Decodes and validates a `POST .../operations/complete` body.
+pub fn decode_complete(bytes: &[u8]) -> Result<Complete, Rejection> {
+    let b: CompleteBody = parse(bytes)?;
+    let operation_id = b
+        .operation_id
+        .map(|s| s.trim().to_ascii_lowercase())
+        .ok_or_else(|| Rejection::bad_request("operation_id is required"))?;
+    if !ops::valid_operation_id(&operation_id) {
+        return Err(Rejection::bad_request(
+            "operation_id must be 32 hexadecimal characters",
+        ));
+    }
+    Ok(Complete {
+        operation_id,
+        success: b.success.unwrap_or(true),
+        error_message: b.error_message.filter(|m| !m.trim().is_empty()),
+    })
+}
+
 fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
@@ -182,18 +241,10 @@ impl Tracking {
     }
 
     async fn start(&self, p: &Principal, bytes: &[u8]) -> Result<Reply, Rejection> {
-        let b: StartBody = parse(bytes)?;
-        let name = b
-            .script_name
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Rejection::bad_request("script_name is required"))?;
-        if name.chars().count() > MAX_NAME {
-            return Err(Rejection::bad_request(format!(
-                "script_name is longer than {MAX_NAME} characters"
-            )));
-        }
-        let kind = script_type(b.script_type)?;
+        let Start {
+            script_name: name,
+            script_type: kind,
+        } = decode_start(bytes)?;
         let id = ops::new_operation_id();
         let mut conn = self.conn().await?;
         let keep = self.cfg.operation_timeout_secs + 24 * 3600;
@@ -224,23 +275,16 @@ impl Tracking {
     }
 
     async fn complete(&self, p: &Principal, bytes: &[u8]) -> Result<Reply, Rejection> {
-        let b: CompleteBody = parse(bytes)?;
-        let id = b
-            .operation_id
-            .map(|s| s.trim().to_ascii_lowercase())
-            .ok_or_else(|| Rejection::bad_request("operation_id is required"))?;
-        if !ops::valid_operation_id(&id) {
-            return Err(Rejection::bad_request(
-                "operation_id must be 32 hexadecimal characters",
-            ));
-        }
-        let success = b.success.unwrap_or(true);
+        let Complete {
+            operation_id: id,
+            success,
+            error_message: error,
+        } = decode_complete(bytes)?;
         let status = if success {
             OpStatus::Completed
         } else {
             OpStatus::Failed
         };
-        let error = b.error_message.filter(|m| !m.trim().is_empty());
         let mut conn = self.conn().await?;
         let found = ops::finish(
             &mut conn,
