@@ -4,9 +4,11 @@
 
 mod analytics;
 mod crash;
+mod durability;
 mod errors;
 mod identity;
 mod ingest_limits;
 mod outage;
+mod store_breaker;
 mod support;
 mod tracking;

@@ -14,14 +14,14 @@ use tokio::task::AbortHandle;
 use crate::support::{wait_for, TestApp};
 
 /// Forwards connections to `target` while up; cutting it closes them all.
-struct Proxy {
-    addr: SocketAddr,
+pub struct Proxy {
+    pub addr: SocketAddr,
     up: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
 impl Proxy {
-    async fn start(target: &str) -> Proxy {
+    pub async fn start(target: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
@@ -44,14 +44,14 @@ impl Proxy {
         Proxy { addr, up, conns }
     }
 
-    fn cut(&self) {
+    pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for h in self.conns.lock().unwrap().drain(..) {
             h.abort();
         }
     }
 
-    fn restore(&self) {
+    pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
 }
