@@ -104,19 +104,23 @@ async fn postgres_down_is_refused_at_once_and_clickhouse_routes_keep_serving() {
     let h = health(&app).await;
     assert_eq!(h["status"], "degraded");
     assert_eq!(h["stores"]["clickhouse"]["circuit"], "closed");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("sluice_store_circuit_open{store=\"postgres\"} 1"),
-        "{metrics}"
-    );
+    // The gauge is process-wide: another test's app scraping at the same
+    // moment sets it from its own (closed) breaker, so ask again.
+    wait_for("the open circuit on /metrics", || async {
+        let metrics = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .contains("sluice_store_circuit_open{store=\"postgres\"} 1")
+            .then_some(())
+    })
+    .await;
 
     proxy.restore();
     let t = Instant::now();
