@@ -7,7 +7,9 @@ use std::sync::{Arc, OnceLock};
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sluice_auth::token::Tokens;
+use sluice_storage::breaker::{Breaker, Guarded, Store};
 use sluice_storage::ch::{self, ChConfig};
+use sluice_storage::durability::{Inspector, Survival};
 use sluice_storage::keys::KeyDirectory;
 use sluice_storage::pg::{self, api_keys, tenants, users};
 use sluice_storage::secrets::SecretBox;
@@ -205,6 +207,32 @@ fn spawn_worker_runtime(
     Ok(done_rx)
 }
 
+/// Says at start-up what Redis' settings let an accepted event survive,
+/// loudly when Redis keeps no append-only file.
+async fn warn_about_durability(inspector: &Inspector) {
+    let d = inspector.report().await;
+    let words = |s: Survival| s.words();
+    if d.aof() {
+        tracing::info!(
+            level = ?d.level,
+            redis_restart = %words(d.survives_redis_restart),
+            os_crash = %words(d.survives_os_crash),
+            machine_loss = %words(d.survives_machine_loss),
+            "redis durability"
+        );
+    } else {
+        tracing::warn!(
+            level = ?d.level,
+            redis_restart = %words(d.survives_redis_restart),
+            os_crash = %words(d.survives_os_crash),
+            "REDIS RUNS WITHOUT AOF: events answered 2xx but not yet stored by the workers are LOST if Redis restarts or crashes; run Redis with appendonly yes (scripts/run.sh does)"
+        );
+    }
+    for w in &d.warnings {
+        tracing::warn!("redis durability: {w}");
+    }
+}
+
 /// Starts the tiers of `mode`.
 pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
     let pg = migrate(cfg).await?;
@@ -217,6 +245,13 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             .ensure_groups(&mut conn)
             .await
             .context("creating stream groups")?;
+    }
+    let durability = Inspector {
+        pool: redis.clone(),
+        min_replicas: cfg.redis_min_replicas,
+    };
+    if mode.ingest || mode.api {
+        warn_about_durability(&durability).await;
     }
 
     let secret = sluice_auth::signing_secret(cfg.secret_key.as_deref(), cfg.dev)
@@ -268,6 +303,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             layout.clone(),
             sluice_ingest::sink::SinkConfig {
                 max_backlog: cfg.max_backlog,
+                replicas: cfg.replica_wait(),
                 ..Default::default()
             },
         );
@@ -276,6 +312,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             sluice_ingest::tracking::TrackingConfig {
                 rate_limit_per_min: if cfg.tracking_rate_limits { 100 } else { 0 },
                 operation_timeout_secs: cfg.operation_timeout_secs,
+                replicas: cfg.replica_wait(),
             },
             keys.clone(),
             tokens.clone(),
@@ -302,12 +339,19 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             analytics_rate_limit: cfg.analytics_rate_limit,
             general_rate_limit: cfg.api_rate_limit,
         };
+        // Postgres and ClickHouse behind circuit breakers, each probed
+        // while open until it answers again.
+        let pg = Guarded::new(pg.clone(), Breaker::new(Store::Postgres, cfg.breaker()));
+        let ch = Guarded::new(ch.clone(), Breaker::new(Store::ClickHouse, cfg.breaker()));
+        tasks.spawn(pg.clone().watch(shutdown_rx.clone()));
+        tasks.spawn(ch.clone().watch(shutdown_rx.clone()));
         sluice_api::router(sluice_api::ApiState::new(
             &api_cfg,
             sluice_api::ApiDeps {
-                pg: pg.clone(),
-                ch: ch.clone(),
+                pg,
+                ch,
                 redis: redis.clone(),
+                durability: durability.clone(),
                 layout: layout.clone(),
                 keys: keys.clone(),
                 tokens: tokens.clone(),
@@ -357,7 +401,11 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             .await
             .with_context(|| format!("binding {}", cfg.addr))?;
         addr = Some(listener.local_addr()?);
-        let dispatch = Arc::new(Dispatch { ingest, api });
+        let dispatch = Arc::new(Dispatch {
+            ingest,
+            api,
+            durability,
+        });
         tasks.spawn(server::serve(
             listener,
             dispatch,

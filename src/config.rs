@@ -129,6 +129,20 @@ pub struct Config {
     /// Unprocessed events in the streams above which ingest answers 503.
     #[arg(long, env = "SLUICE_MAX_BACKLOG", default_value_t = 5_000_000)]
     pub max_backlog: u64,
+    /// Redis replicas that must acknowledge each write (`WAIT`) before
+    /// ingest answers 2xx; 0 answers once the primary has it.
+    #[arg(long, env = "SLUICE_REDIS_MIN_REPLICAS", default_value_t = 0)]
+    pub redis_min_replicas: u32,
+    /// How long ingest waits for those replicas (ms) before answering 503.
+    #[arg(long, env = "SLUICE_REDIS_REPLICA_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_replica_timeout_ms: u64,
+    /// Connection-level failures in a row that open a store's circuit
+    /// breaker in the API tier (requests needing it then get 503 at once).
+    #[arg(long, env = "SLUICE_BREAKER_FAILURES", default_value_t = 3)]
+    pub breaker_failures: u32,
+    /// How often a store whose circuit is open is probed (ms).
+    #[arg(long, env = "SLUICE_BREAKER_PROBE_MS", default_value_t = 1000)]
+    pub breaker_probe_ms: u64,
     /// Seconds stats and trends answers are cached.
     #[arg(long, env = "SLUICE_ANALYTICS_CACHE_SECS", default_value_t = 60)]
     pub analytics_cache_secs: u64,
@@ -190,6 +204,23 @@ impl Config {
                 linger_bytes: self.linger_mb.saturating_mul(1 << 20),
                 linger_time: Duration::from_secs(self.linger_secs),
             },
+        }
+    }
+
+    /// The wait for replicas after ingest's writes. The timeout stays
+    /// under the sink's 5 s Redis timeout.
+    pub fn replica_wait(&self) -> sluice_storage::durability::ReplicaWait {
+        sluice_storage::durability::ReplicaWait {
+            replicas: self.redis_min_replicas,
+            timeout: Duration::from_millis(self.redis_replica_timeout_ms.clamp(1, 4000)),
+        }
+    }
+
+    pub fn breaker(&self) -> sluice_storage::breaker::BreakerConfig {
+        sluice_storage::breaker::BreakerConfig {
+            failure_threshold: self.breaker_failures.max(1),
+            probe_interval: Duration::from_millis(self.breaker_probe_ms.max(50)),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use sluice_ingest::Ingest;
+use sluice_storage::durability::Inspector;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -36,6 +37,8 @@ use self::watchdog::{Activity, Sending, Timeouts, Watched};
 pub struct Dispatch {
     pub ingest: Option<Arc<Ingest>>,
     pub api: Option<axum::Router>,
+    /// What Redis promises, for `/health` when no API tier answers it.
+    pub durability: Inspector,
 }
 
 /// How many connections a listener serves, and how long it waits for them.
@@ -112,7 +115,7 @@ impl Dispatch {
         if let Some(ingest) = &self.ingest {
             if sluice_ingest::is_ingest_request(&req) || self.api.is_none() {
                 if self.api.is_none() && req.uri().path() == "/health" {
-                    return health();
+                    return health(&self.durability).await;
                 }
                 return ingest.handle(req, peer).await.map(Body::new);
             }
@@ -127,15 +130,17 @@ impl Dispatch {
                     Err(never) => match never {},
                 }
             }
-            None => health(),
+            None => health(&self.durability).await,
         }
     }
 }
 
-fn health() -> Response<Body> {
+/// The ingest tier's `/health`: up, and what an accepted event survives.
+async fn health(durability: &Inspector) -> Response<Body> {
     let body = serde_json::json!({
         "status": "ok",
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "durability": durability.report().await,
     });
     let mut r = Response::new(Body::from(body.to_string()));
     r.headers_mut().insert(

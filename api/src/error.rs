@@ -26,6 +26,18 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error(transparent)]
     Storage(#[from] sluice_storage::StorageError),
+    /// A store known to be down (its circuit is open): refused at once.
+    #[error(transparent)]
+    StoreDown(sluice_storage::breaker::Open),
+}
+
+impl From<sluice_storage::breaker::CallError> for ApiError {
+    fn from(e: sluice_storage::breaker::CallError) -> Self {
+        match e {
+            sluice_storage::breaker::CallError::Open(o) => ApiError::StoreDown(o),
+            sluice_storage::breaker::CallError::Storage(e) => ApiError::Storage(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -43,7 +55,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Storage(sluice_storage::StorageError::Invalid(_)) => StatusCode::BAD_REQUEST,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::StoreDown(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -57,7 +69,7 @@ impl ApiError {
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Storage(sluice_storage::StorageError::Invalid(_)) => "INVALID_REQUEST",
-            ApiError::Storage(_) => "DATABASE_ERROR",
+            ApiError::Storage(_) | ApiError::StoreDown(_) => "DATABASE_ERROR",
         }
     }
 }
@@ -77,6 +89,9 @@ impl IntoResponse for ApiError {
             ApiError::Storage(e) => {
                 tracing::error!(error = %e, "store failure");
                 "a backing store is unavailable, retry later".to_string()
+            }
+            ApiError::StoreDown(o) => {
+                format!("{} is unavailable, retry later", o.store.as_str())
             }
             other => other.to_string(),
         };
@@ -99,6 +114,12 @@ impl IntoResponse for ApiError {
             ApiError::Storage(_) => {
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::StoreDown(o) => {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(o.retry_after.as_secs().max(1)),
+                );
             }
             _ => {}
         }

@@ -3,7 +3,10 @@
 //! [`router`] wires the routes; each group lives in [`routes`]. Callers are
 //! authenticated by [`auth`], every failure is an [`error::ApiError`],
 //! rendered in the envelope of the contract its route belongs to. Analytics read the ClickHouse rollups through short
-//! caches (contract section 10); resources read and write Postgres.
+//! caches (contract section 10); resources read and write Postgres. Every
+//! Postgres and ClickHouse call goes through the store's circuit breaker
+//! ([`ApiState::pg`], [`ApiState::ch`]): while a store is known to be down,
+//! routes that need it answer 503 at once and the others keep serving.
 
 pub mod auth;
 pub mod error;
@@ -16,6 +19,8 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_auth::token::Tokens;
+use sluice_storage::breaker::Guarded;
+use sluice_storage::durability::Inspector;
 use sluice_storage::keys::KeyDirectory;
 use sluice_storage::ratelimit::KeyLimiter;
 use sluice_storage::secrets::SecretBox;
@@ -65,11 +70,15 @@ impl TrackingLimits {
     }
 }
 
-/// What the API tier is built from.
+/// What the API tier is built from. Postgres and ClickHouse are reached
+/// only through their circuit breakers ([`sluice_storage::breaker`]), whose
+/// probes the caller runs ([`Guarded::watch`]).
 pub struct ApiDeps {
-    pub pg: sqlx::PgPool,
-    pub ch: clickhouse::Client,
+    pub pg: Guarded<sqlx::PgPool>,
+    pub ch: Guarded<clickhouse::Client>,
     pub redis: deadpool_redis::Pool,
+    /// Reports what Redis' settings promise (`/health`).
+    pub durability: Inspector,
     pub layout: StreamLayout,
     pub keys: KeyDirectory,
     pub tokens: Arc<Tokens>,
@@ -81,9 +90,10 @@ pub struct ApiDeps {
 /// The one state every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
-    pub pg: sqlx::PgPool,
-    pub ch: clickhouse::Client,
+    pub pg: Guarded<sqlx::PgPool>,
+    pub ch: Guarded<clickhouse::Client>,
     pub redis: deadpool_redis::Pool,
+    pub durability: Inspector,
     pub layout: StreamLayout,
     pub keys: KeyDirectory,
     pub tokens: Arc<Tokens>,
@@ -103,6 +113,7 @@ impl ApiState {
             pg: d.pg,
             ch: d.ch,
             redis: d.redis,
+            durability: d.durability,
             layout: d.layout,
             keys: d.keys,
             tokens: d.tokens,

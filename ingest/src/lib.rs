@@ -10,8 +10,10 @@
 //! concurrent requests.
 //!
 //! What a success answer guarantees: the event is in Redis (durable as far
-//! as Redis is configured to be). It does not guarantee the event is yet
-//! visible through the API: workers store it shortly after.
+//! as Redis is configured to be: [`sluice_storage::durability`], reported
+//! on `/health`), and on `SLUICE_REDIS_MIN_REPLICAS` replicas when that is
+//! set. It does not guarantee the event is yet visible through the API:
+//! workers store it shortly after.
 
 pub mod body;
 pub mod client_ip;
@@ -313,6 +315,11 @@ impl Ingest {
                 SinkError::Redis(_) => {
                     Rejection::unavailable("redis", "event store unavailable, retry later", 2)
                 }
+                SinkError::NotReplicated(_) => Rejection::unavailable(
+                    "not_replicated",
+                    "too few Redis replicas acknowledged the event in time, retry later (the primary may have stored it)",
+                    2,
+                ),
             })
     }
 }

@@ -3,7 +3,10 @@
 //! queues; each writer drains whatever is waiting, joins the chunks bound
 //! for the same shard into entries of up to [`MAX_ENTRY_BYTES`], and sends
 //! them as one pipelined round trip, then answers every request. A request
-//! is answered only after Redis acknowledged its entries.
+//! is answered only after Redis acknowledged its entries, and, with
+//! `SLUICE_REDIS_MIN_REPLICAS`, after that many replicas did: the round
+//! trip ends with one `WAIT` covering all of its entries
+//! ([`sluice_storage::durability::ReplicaWait`]).
 //!
 //! Overload is refused, never buffered: a full queue, event bytes in
 //! flight over their budget, a stream backlog above its bound, or Redis
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use sluice_storage::durability::{NotReplicated, ReplicaWait};
 use sluice_storage::model::ErrorEvent;
 use sluice_storage::streams::StreamLayout;
 use sluice_storage::wire;
@@ -31,6 +35,8 @@ pub enum SinkError {
     Backlog,
     #[error("redis unavailable: {0}")]
     Redis(String),
+    #[error("redis replicas: {0}")]
+    NotReplicated(#[from] NotReplicated),
 }
 
 /// Events of one request, encoded for the stream.
@@ -71,6 +77,8 @@ pub struct SinkConfig {
     /// refuses more: the bound on the sink's memory.
     pub max_inflight_bytes: usize,
     pub redis_timeout: Duration,
+    /// Replicas that must acknowledge each round trip (none by default).
+    pub replicas: ReplicaWait,
 }
 
 impl Default for SinkConfig {
@@ -82,6 +90,7 @@ impl Default for SinkConfig {
             max_backlog: 5_000_000,
             max_inflight_bytes: 32 << 20,
             redis_timeout: Duration::from_secs(5),
+            replicas: ReplicaWait::none(),
         }
     }
 }
@@ -206,9 +215,12 @@ async fn writer(
         let entries = entries(&jobs);
         metrics::histogram!("sluice_ingest_pipeline_requests").record(jobs.len() as f64);
         metrics::histogram!("sluice_ingest_pipeline_entries").record(entries.len() as f64);
-        let result = tokio::time::timeout(cfg.redis_timeout, flush(&pool, &layout, &entries))
-            .await
-            .unwrap_or_else(|_| Err(SinkError::Redis("timed out".into())));
+        let result = tokio::time::timeout(
+            cfg.redis_timeout,
+            flush(&pool, &layout, &entries, cfg.replicas),
+        )
+        .await
+        .unwrap_or_else(|_| Err(SinkError::Redis("timed out".into())));
         if let Err(e) = &result {
             tracing::warn!(error = %e, "xadd pipeline failed");
         }
@@ -222,6 +234,7 @@ async fn flush(
     pool: &deadpool_redis::Pool,
     layout: &StreamLayout,
     entries: &[(u16, wire::Envelope<'_>)],
+    replicas: ReplicaWait,
 ) -> Result<(), SinkError> {
     let mut conn = pool
         .get()
@@ -231,9 +244,24 @@ async fn flush(
     for (shard, env) in entries {
         layout.append(&mut pipe, *shard, env);
     }
-    pipe.query_async::<()>(&mut conn)
+    if !replicas.enabled() {
+        return pipe
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| SinkError::Redis(e.to_string()));
+    }
+    // The entry ids, then WAIT's count of replicas holding all of them.
+    replicas.append(&mut pipe);
+    let replies: Vec<redis::Value> = pipe
+        .query_async(&mut conn)
         .await
-        .map_err(|e| SinkError::Redis(e.to_string()))
+        .map_err(|e| SinkError::Redis(e.to_string()))?;
+    let acked = match replies.last() {
+        Some(redis::Value::Int(n)) => *n,
+        _ => return Err(SinkError::Redis("WAIT gave no count".into())),
+    };
+    replicas.check(acked)?;
+    Ok(())
 }
 
 async fn watch_backlog(

@@ -12,6 +12,7 @@ use serde_json::json;
 use sluice_auth::principal::{self, Principal};
 use sluice_auth::token::Tokens;
 use sluice_auth::AuthError;
+use sluice_storage::durability::ReplicaWait;
 use sluice_storage::keys::KeyDirectory;
 use sluice_storage::model::OpStatus;
 use sluice_storage::ops::{self, Finish};
@@ -33,6 +34,9 @@ pub struct TrackingConfig {
     pub rate_limit_per_min: u32,
     /// Operations still running after this long are reported as timed out.
     pub operation_timeout_secs: u64,
+    /// Replicas that must acknowledge a start or a completion before it is
+    /// answered (`SLUICE_REDIS_MIN_REPLICAS`).
+    pub replicas: ReplicaWait,
 }
 
 impl Default for TrackingConfig {
@@ -40,6 +44,7 @@ impl Default for TrackingConfig {
         Self {
             rate_limit_per_min: 100,
             operation_timeout_secs: 6 * 3600,
+            replicas: ReplicaWait::none(),
         }
     }
 }
@@ -208,6 +213,23 @@ impl Tracking {
         })
     }
 
+    /// Waits for the replicas to hold what `conn` wrote, when asked to.
+    async fn replicated(&self, conn: &mut deadpool_redis::Connection) -> Result<(), Rejection> {
+        match self.cfg.replicas.wait(conn).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Rejection::unavailable(
+                "not_replicated",
+                "too few Redis replicas acknowledged the operation in time, retry later",
+                2,
+            )),
+            Err(_) => Err(Rejection::unavailable(
+                "redis",
+                "operation store unavailable, retry later",
+                2,
+            )),
+        }
+    }
+
     pub async fn serve<B>(&self, req: Request<B>, budget: &body::Budget) -> Result<Reply, Rejection>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -261,6 +283,7 @@ impl Tracking {
         .map_err(|_| {
             Rejection::unavailable("redis", "operation store unavailable, retry later", 2)
         })?;
+        self.replicated(&mut conn).await?;
         metrics::counter!("sluice_tracking_started_total").increment(1);
         Ok(tracking_success(
             "Operation tracking started",
@@ -304,6 +327,7 @@ impl Tracking {
                 completed_ms,
                 ..
             } => {
+                self.replicated(&mut conn).await?;
                 metrics::counter!("sluice_tracking_completed_total", "status" => status.as_str())
                     .increment(1);
                 Ok(tracking_success(

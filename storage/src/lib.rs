@@ -1,5 +1,9 @@
 //! Sluice's data layer, shared by every tier.
 //!
+//! - [`breaker`]: circuit breakers that answer at once for a store known
+//!   to be down, and probe it until it answers again.
+//! - [`durability`]: what Redis' persistence settings let an accepted event
+//!   survive, and waiting for replicas after a write.
 //! - [`model`]: domain types (levels, error events, error groups).
 //! - [`wire`]: the format of an event inside a Redis stream entry.
 //! - [`streams`]: stream keys, sharding by tenant and consumer-group set-up.
@@ -22,10 +26,12 @@
 //!
 //! Errors here carry no HTTP status: each tier maps [`StorageError`] at its edge.
 
+pub mod breaker;
 pub mod ch;
 pub mod ddl;
 pub mod dead_letters;
 pub mod failure;
+pub mod durability;
 pub mod keys;
 pub mod limits;
 pub mod model;

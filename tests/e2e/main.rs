@@ -5,11 +5,13 @@
 mod analytics;
 mod crash;
 mod dead_letters;
+mod durability;
 mod errors;
 mod identity;
 mod ingest_limits;
 mod outage;
 mod poison_input;
 mod slow_clients;
+mod store_breaker;
 mod support;
 mod tracking;

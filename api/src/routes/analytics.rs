@@ -55,12 +55,14 @@ pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<i
     let today = day_start(now);
     let week = today - Duration::days(i64::from(now.weekday().num_days_from_monday()));
     let month = month_start(now);
-    let totals = error_groups::totals(&state.pg, tenant).await?;
+    let totals = state.pg.run(|pg| error_groups::totals(pg, tenant)).await?;
     let (d, w, m, last24) = tokio::try_join!(
-        events::count_since(&state.ch, tenant, today),
-        events::count_since(&state.ch, tenant, week),
-        events::count_since(&state.ch, tenant, month),
-        events::count_since(&state.ch, tenant, now - Duration::hours(24)),
+        state.ch.run(|ch| events::count_since(ch, tenant, today)),
+        state.ch.run(|ch| events::count_since(ch, tenant, week)),
+        state.ch.run(|ch| events::count_since(ch, tenant, month)),
+        state
+            .ch
+            .run(|ch| events::count_since(ch, tenant, now - Duration::hours(24))),
     )?;
     let resolution_rate = if totals.total > 0 {
         round(totals.resolved as f64 * 100.0 / totals.total as f64, 1)
@@ -149,8 +151,10 @@ pub async fn trends(
     let now = Utc::now();
     let start = bucket_start(group, now - span);
     let (points, resolved) = tokio::try_join!(
-        events::trend(&state.ch, tenant, start, group),
-        error_groups::resolved_since(&state.pg, tenant, start),
+        state.ch.run(|ch| events::trend(ch, tenant, start, group)),
+        state
+            .pg
+            .run(|pg| error_groups::resolved_since(pg, tenant, start)),
     )?;
     let mut data = Vec::new();
     let mut t = start;

@@ -68,8 +68,10 @@ pub async fn list(
             .bounded("search", MAX_SEARCH_CHARS)?
             .map(str::to_string),
     };
-    let (rows, total) =
-        error_groups::list(&state.pg, caller.tenant(), &filter, limit, offset).await?;
+    let (rows, total) = state
+        .pg
+        .run(|pg| error_groups::list(pg, caller.tenant(), &filter, limit, offset))
+        .await?;
     Ok(ok(json!({
         "errors": rows.iter().map(summary).collect::<Vec<_>>(),
         "total": total,
@@ -85,7 +87,10 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Envelope<ErrorGroup>>> {
     caller.require("read")?;
-    let group = error_groups::get(&state.pg, caller.tenant(), parse_id(&id)?)
+    let id = parse_id(&id)?;
+    let group = state
+        .pg
+        .run(|pg| error_groups::get(pg, caller.tenant(), id))
         .await?
         .ok_or_else(|| ApiError::not_found("error"))?;
     Ok(ok_of(group))
@@ -97,7 +102,12 @@ pub async fn resolve(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require("write")?;
-    if !error_groups::resolve(&state.pg, caller.tenant(), parse_id(&id)?).await? {
+    let id = parse_id(&id)?;
+    if !state
+        .pg
+        .run(|pg| error_groups::resolve(pg, caller.tenant(), id))
+        .await?
+    {
         return Err(ApiError::not_found("error"));
     }
     Ok(ok(json!({"status": "resolved"})))
@@ -110,11 +120,19 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require("write")?;
     let id = parse_id(&id)?;
-    if !error_groups::delete(&state.pg, caller.tenant(), id).await? {
+    if !state
+        .pg
+        .run(|pg| error_groups::delete(pg, caller.tenant(), id))
+        .await?
+    {
         return Err(ApiError::not_found("error"));
     }
     // The occurrences go too; rollups keep their counts, as history.
-    if let Err(e) = events::delete_group(&state.ch, caller.tenant(), id).await {
+    if let Err(e) = state
+        .ch
+        .run(|ch| events::delete_group(ch, caller.tenant(), id))
+        .await
+    {
         tracing::warn!(error = %e, group = %id, "deleting occurrences from clickhouse failed");
     }
     Ok(StatusCode::NO_CONTENT)

@@ -1,16 +1,26 @@
-//! `GET /health` (no auth) and `GET /metrics` (Prometheus text).
+//! `GET /health` (no auth): the stores' circuits and what Redis' settings
+//! promise about accepted events; `GET /metrics` (Prometheus text).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use sluice_storage::breaker::State as Circuit;
 
 use crate::ApiState;
 
-pub async fn health() -> Json<serde_json::Value> {
+/// Always 200 while the process serves; `status` is `degraded` while a
+/// store's circuit is open.
+pub async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let pg = state.pg.breaker().status();
+    let ch = state.ch.breaker().status();
+    let durability = state.durability.report().await;
+    let degraded = pg.circuit == Circuit::Open || ch.circuit == Circuit::Open;
     Json(serde_json::json!({
-        "status": "ok",
+        "status": if degraded { "degraded" } else { "ok" },
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "stores": {"postgres": pg, "clickhouse": ch},
+        "durability": durability,
     }))
 }
 
@@ -32,6 +42,14 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             metrics::gauge!("sluice_dead_letters").set(held as f64);
             metrics::gauge!("sluice_dead_letters_trimmed").set(trimmed as f64);
         }
+    }
+    for b in [state.pg.breaker(), state.ch.breaker()] {
+        let open = b.state() == Circuit::Open;
+        metrics::gauge!("sluice_store_circuit_open", "store" => b.store().as_str()).set(if open {
+            1.0
+        } else {
+            0.0
+        });
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use sluice_auth::principal::Subject;
 use sluice_auth::token::TenantClaim;
 use sluice_auth::{password, AuthError};
+use sluice_storage::breaker::CallError;
 use sluice_storage::pg::{tenants, users};
+use sluice_storage::StorageError;
 use uuid::Uuid;
 
 use crate::auth::Member;
@@ -50,7 +52,10 @@ async fn authenticate(state: &ApiState, creds: Credentials) -> ApiResult<users::
             "username and password are required".into(),
         ));
     };
-    let user = users::by_username(&state.pg, username.trim()).await?;
+    let user = state
+        .pg
+        .run(|pg| users::by_username(pg, username.trim()))
+        .await?;
     // Hash even for unknown users, so timing does not reveal which exist.
     let hash = user
         .as_ref()
@@ -71,7 +76,7 @@ struct Pair {
 }
 
 async fn issue(state: &ApiState, user: &users::User) -> ApiResult<(Pair, Vec<users::Membership>)> {
-    let members = users::memberships(&state.pg, user.id).await?;
+    let members = state.pg.run(|pg| users::memberships(pg, user.id)).await?;
     let claims = members
         .iter()
         .map(|m| TenantClaim {
@@ -89,7 +94,10 @@ async fn issue(state: &ApiState, user: &users::User) -> ApiResult<(Pair, Vec<use
         .tokens
         .refresh(user.id, &user.username)
         .map_err(internal)?;
-    users::store_refresh(&state.pg, refresh.jti, user.id, refresh.expires_at).await?;
+    state
+        .pg
+        .run(|pg| users::store_refresh(pg, refresh.jti, user.id, refresh.expires_at))
+        .await?;
     Ok((Pair { access, refresh }, members))
 }
 
@@ -188,34 +196,45 @@ pub async fn register(
             ));
         }
     }
-    if users::by_username(&state.pg, &username).await?.is_some() {
+    if state
+        .pg
+        .run(|pg| users::by_username(pg, &username))
+        .await?
+        .is_some()
+    {
         return Err(ApiError::Conflict("username is already taken".into()));
     }
     let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
         .map_err(|_| ApiError::Validation("could not hash the password".into()))?
         .map_err(|_| ApiError::Validation("could not hash the password".into()))?;
-    let user = users::create(
-        &state.pg,
-        &users::NewUser {
-            username: &username,
-            email: r.email.as_deref(),
-            full_name: r.full_name.as_deref(),
-            password_hash: &hash,
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        sluice_storage::StorageError::Invalid(m) => ApiError::Conflict(m),
-        other => other.into(),
-    })?;
+    let new_user = users::NewUser {
+        username: &username,
+        email: r.email.as_deref(),
+        full_name: r.full_name.as_deref(),
+        password_hash: &hash,
+    };
+    let user = state
+        .pg
+        .run(|pg| users::create(pg, &new_user))
+        .await
+        .map_err(|e| match e {
+            CallError::Storage(StorageError::Invalid(m)) => ApiError::Conflict(m),
+            other => other.into(),
+        })?;
     let slug = format!(
         "{}-{}",
         slug_of(&username),
         &Uuid::new_v4().simple().to_string()[..6]
     );
-    let tenant = tenants::ensure(&state.pg, &slug, &username).await?;
-    users::set_membership(&state.pg, tenant.id, user.id, "owner").await?;
+    let tenant = state
+        .pg
+        .run(|pg| tenants::ensure(pg, &slug, &username))
+        .await?;
+    state
+        .pg
+        .run(|pg| users::set_membership(pg, tenant.id, user.id, "owner"))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -252,10 +271,16 @@ pub async fn refresh(
         .tokens
         .verify(&token, "refresh")
         .map_err(|_| invalid())?;
-    if !users::use_refresh(&state.pg, claims.jti, claims.sub).await? {
+    if !state
+        .pg
+        .run(|pg| users::use_refresh(pg, claims.jti, claims.sub))
+        .await?
+    {
         return Err(invalid());
     }
-    let user = users::by_id(&state.pg, claims.sub)
+    let user = state
+        .pg
+        .run(|pg| users::by_id(pg, claims.sub))
         .await?
         .filter(|u| u.is_active)
         .ok_or_else(invalid)?;
@@ -267,10 +292,12 @@ pub async fn refresh(
 pub async fn me(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     match p.subject {
         Subject::User(id) => {
-            let user = users::by_id(&state.pg, id)
+            let user = state
+                .pg
+                .run(|pg| users::by_id(pg, id))
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
-            let members = users::memberships(&state.pg, id).await?;
+            let members = state.pg.run(|pg| users::memberships(pg, id)).await?;
             Ok(Json(json!({
                 "type": "user",
                 "id": user.id,

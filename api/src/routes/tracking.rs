@@ -23,6 +23,7 @@ use chrono::Utc;
 use deadpool_redis::redis;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sluice_storage::breaker::Ping;
 use sluice_storage::ch::operations::{self, HistoryFilter};
 use sluice_storage::model::OpStatus;
 use sluice_storage::pg::tracked_databases;
@@ -117,12 +118,11 @@ pub async fn dashboard(
 ) -> ApiResult<Json<Value>> {
     limit(&state, "dashboard", p.subject.id())?;
     let hours = params.int("hours", 24, 1, 24 * 90)?;
-    let t = operations::totals(
-        &state.ch,
-        p.tenant_id,
-        Utc::now() - chrono::Duration::hours(hours),
-    )
-    .await?;
+    let since = Utc::now() - chrono::Duration::hours(hours);
+    let t = state
+        .ch
+        .run(|ch| operations::totals(ch, p.tenant_id, since))
+        .await?;
     let failed = t.failed + t.timed_out;
     let (rate, rate_status) = if t.total == 0 {
         (100.0, Health::Normal)
@@ -177,15 +177,10 @@ pub async fn history(
         status,
     };
     let since = Utc::now() - chrono::Duration::days(days);
-    let (rows, total) = operations::history(
-        &state.ch,
-        p.tenant_id,
-        since,
-        &filter,
-        lim as u64,
-        offset as u64,
-    )
-    .await?;
+    let (rows, total) = state
+        .ch
+        .run(|ch| operations::history(ch, p.tenant_id, since, &filter, lim as u64, offset as u64))
+        .await?;
     let ops: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -240,8 +235,8 @@ async fn probe(state: &ApiState) -> [(&'static str, Option<f64>); 3] {
             .await
             .map_err(|e| e.to_string())
     });
-    let pg = timed(sqlx::query("SELECT 1").execute(&state.pg));
-    let ch = timed(state.ch.query("SELECT 1").fetch_one::<u8>());
+    let pg = timed(state.pg.run(|pg| pg.ping()));
+    let ch = timed(state.ch.run(|ch| ch.ping()));
     let (r, p, c) = tokio::join!(redis, pg, ch);
     [("Redis", r), ("PostgreSQL", p), ("ClickHouse", c)]
 }
@@ -291,12 +286,11 @@ pub async fn health(State(state): State<ApiState>, Member(p): Member) -> ApiResu
             format!("{avg:.1}ms average store round trip"),
         ));
     }
-    let totals = operations::totals(
-        &state.ch,
-        p.tenant_id,
-        Utc::now() - chrono::Duration::hours(24),
-    )
-    .await;
+    let since = Utc::now() - chrono::Duration::hours(24);
+    let totals = state
+        .ch
+        .run(|ch| operations::totals(ch, p.tenant_id, since))
+        .await;
     match totals {
         Ok(t) if t.total > 0 => {
             let rate = round(
@@ -451,7 +445,10 @@ pub async fn attach(
         .connection_url
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
         .ok_or_else(|| ApiError::BadRequest("connection_url must be a postgres:// URL".into()))?;
-    let db = tracked::attach(&state.pg, &state.secrets, p.tenant_id, &name, &url).await?;
+    let db = state
+        .pg
+        .run(|pg| tracked::attach(pg, &state.secrets, p.tenant_id, &name, &url))
+        .await?;
     tracing::info!(db = %db.id, tenant = %p.tenant_id, "database attached for DDL tracking");
     Ok((
         StatusCode::CREATED,
@@ -463,7 +460,10 @@ pub async fn list_databases(
     State(state): State<ApiState>,
     Member(p): Member,
 ) -> ApiResult<Json<Value>> {
-    let dbs = tracked_databases::list(&state.pg, Some(p.tenant_id)).await?;
+    let dbs = state
+        .pg
+        .run(|pg| tracked_databases::list(pg, Some(p.tenant_id)))
+        .await?;
     Ok(tracking_ok(
         "Tracked databases retrieved",
         json!({"databases": dbs.iter().map(db_json).collect::<Vec<_>>()}),
@@ -477,7 +477,15 @@ pub async fn detach(
 ) -> ApiResult<Json<Value>> {
     require_admin(&p)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("tracked database"))?;
-    if !tracked::detach(&state.pg, &state.ch, &state.secrets, p.tenant_id, id).await? {
+    let detached = state
+        .pg
+        .run(|pg| {
+            state
+                .ch
+                .run(|ch| tracked::detach(pg, ch, &state.secrets, p.tenant_id, id))
+        })
+        .await?;
+    if !detached {
         return Err(ApiError::not_found("tracked database"));
     }
     Ok(tracking_ok(
