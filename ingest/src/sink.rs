@@ -199,6 +199,7 @@ async fn writer(
     cfg: SinkConfig,
 ) {
     let mut jobs: Vec<Job> = Vec::new();
+    let mut failures = FailureLog::default();
     while let Some(first) = rx.recv().await {
         let size = |j: &Job| j.chunks.iter().map(|c| c.bytes.len()).sum::<usize>();
         let mut bytes = size(&first);
@@ -222,11 +223,36 @@ async fn writer(
         .await
         .unwrap_or_else(|_| Err(SinkError::Redis("timed out".into())));
         if let Err(e) = &result {
-            tracing::warn!(error = %e, "xadd pipeline failed");
+            metrics::counter!("sluice_ingest_redis_failures_total").increment(1);
+            failures.warn(e);
         }
         for job in jobs.drain(..) {
             let _ = job.reply.send(result.clone());
         }
+    }
+}
+
+/// Warnings about failed round trips, at most one a second per writer:
+/// while Redis is down every round trip fails (hundreds a second), and one
+/// line with a count says as much as all of them.
+#[derive(Default)]
+struct FailureLog {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl FailureLog {
+    fn warn(&mut self, e: &SinkError) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, similar_since_last = self.suppressed, "xadd pipeline failed");
+        self.last = Some(std::time::Instant::now());
+        self.suppressed = 0;
     }
 }
 
@@ -288,6 +314,19 @@ async fn watch_backlog(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_round_trips_are_logged_once_a_second() {
+        let mut log = FailureLog::default();
+        let e = SinkError::Redis("down".into());
+        log.warn(&e);
+        log.warn(&e);
+        log.warn(&e);
+        assert_eq!(log.suppressed, 2);
+        log.last = Some(std::time::Instant::now() - Duration::from_secs(2));
+        log.warn(&e);
+        assert_eq!(log.suppressed, 0);
+    }
 
     fn job(shard: u16, sizes: &[usize]) -> Job {
         let (reply, _) = oneshot::channel();
