@@ -153,15 +153,7 @@ async fn health_and_metrics() {
         .send()
         .await
         .unwrap();
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for metric in [
         "sluice_ingest_events_total",
         "sluice_ingest_rejected_total{reason=\"unauthorized\"}",

@@ -253,15 +253,7 @@ async fn poison_events_become_dead_letters_and_nobody_waits() {
     assert_eq!(by_reason("invalid_text")["event"]["message"], "nul \0 here");
 
     // /metrics counts them.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for reason in ["invalid_text", "invalid_json", "too_large", "undecodable"] {
         assert!(
             metrics.contains(&format!(

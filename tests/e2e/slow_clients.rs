@@ -219,15 +219,7 @@ impl SlowFlood {
 /// The value of the first sample of `metric` whose labels contain `label`
 /// in `/metrics` (0 when absent).
 async fn metric(app: &TestApp, metric: &str, label: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .filter(|l| l.starts_with(metric) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

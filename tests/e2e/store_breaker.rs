@@ -107,15 +107,7 @@ async fn postgres_down_is_refused_at_once_and_clickhouse_routes_keep_serving() {
     // The gauge is process-wide: another test's app scraping at the same
     // moment sets it from its own (closed) breaker, so ask again.
     wait_for("the open circuit on /metrics", || async {
-        let metrics = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics_text().await;
         metrics
             .contains("sluice_store_circuit_open{store=\"postgres\"} 1")
             .then_some(())

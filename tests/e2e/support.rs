@@ -118,6 +118,18 @@ impl TestApp {
         v["data"].clone()
     }
 
+    /// The Prometheus text of `/metrics` (no key needed).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// GETs a path and returns (status, body).
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let r = self.get(path).send().await.unwrap();
