@@ -536,13 +536,14 @@ pub async fn replay(
     pipe.atomic();
     match d.kind {
         Kind::Errors => {
+            let payload = normalised(&d.entry_id, &d.payload);
             pipe.cmd("XADD")
                 .arg(layout.errors_key(d.shard))
                 .arg("*")
                 .arg(wire::COUNT_FIELD)
                 .arg(d.events)
                 .arg(wire::FIELD)
-                .arg(&d.payload[..])
+                .arg(payload.as_deref().unwrap_or(&d.payload[..]))
                 .arg(ORIGIN_FIELD)
                 .arg(&origin);
             pipe.cmd("INCRBY")
@@ -566,6 +567,18 @@ pub async fn replay(
         .ignore();
     let (new_id,): (String,) = pipe.query_async(conn).await?;
     Ok(Some(new_id))
+}
+
+/// A dead letter's events as ingest would accept them today
+/// ([`crate::limits::normalise`]: an older ingest let U+0000 through),
+/// re-encoded; `None` when nothing changed or it does not decode.
+fn normalised(entry_id: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    let mut events = wire::decode(entry_id, payload).ok()?;
+    let mut changed = false;
+    for ev in &mut events {
+        changed |= crate::limits::normalise(ev);
+    }
+    changed.then(|| wire::encode(&events))
 }
 
 /// Deletes a dead letter; false when there is no such one (for `tenant_id`).

@@ -14,6 +14,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::model::{group_id, ErrorEvent};
+
 /// Deepest nesting of objects and arrays accepted in any JSON document
 /// (the document's own top level counts as one).
 pub const MAX_JSON_DEPTH: usize = 64;
@@ -98,6 +100,75 @@ pub fn replace_nul(s: Cow<'_, str>) -> Cow<'_, str> {
     Cow::Owned(s.replace('\0', "\u{FFFD}"))
 }
 
+/// An event stored before these limits held (a dead letter written by an
+/// older ingest), with U+0000 replaced as ingest replaces it today, in its
+/// fields and in its context's keys and strings; the group id follows a
+/// changed fingerprint. What cannot be fixed without losing data (an
+/// over-long `source`, a context no JSON reader takes) is left as it is.
+/// Returns whether anything changed.
+pub fn normalise(ev: &mut ErrorEvent<'_>) -> bool {
+    fn fix(s: &mut Cow<'_, str>) -> bool {
+        if !s.as_bytes().contains(&0) {
+            return false;
+        }
+        *s = Cow::Owned(s.replace('\0', "\u{FFFD}"));
+        true
+    }
+    let mut changed = false;
+    for s in [&mut ev.message, &mut ev.source, &mut ev.fingerprint] {
+        changed |= fix(s);
+    }
+    for s in [
+        &mut ev.stack_trace,
+        &mut ev.environment,
+        &mut ev.url,
+        &mut ev.user_agent,
+        &mut ev.ip_address,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        changed |= fix(s);
+    }
+    if changed {
+        ev.group_id = group_id(ev.tenant_id, &ev.fingerprint);
+    }
+    if let Some(ctx) = &mut ev.context {
+        if ctx.contains("\\u0000") {
+            if let Some(text) = without_nul(ctx) {
+                *ctx = Cow::Owned(text);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// A JSON text with U+0000 replaced in every key and string, or `None`
+/// when it does not parse (or holds none).
+fn without_nul(text: &str) -> Option<String> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => {
+                *s = s.replace('\0', "\u{FFFD}");
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(m) => {
+                let old = std::mem::take(m);
+                for (k, mut x) in old {
+                    walk(&mut x);
+                    m.insert(k.replace('\0', "\u{FFFD}"), x);
+                }
+            }
+            _ => {}
+        }
+    }
+    check_depth(text.as_bytes(), MAX_JSON_DEPTH).ok()?;
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    walk(&mut v);
+    serde_json::to_string(&v).ok()
+}
+
 /// Whether a JSON number's text is one every reader can hold (a finite
 /// f64; integers of any length within that range are fine).
 pub fn number_fits(text: &str) -> bool {
@@ -148,6 +219,37 @@ mod tests {
     fn nul_is_replaced_and_clean_text_not_copied() {
         assert_eq!(replace_nul("a\0b".into()), "a\u{FFFD}b");
         assert!(matches!(replace_nul(Cow::Borrowed("ab")), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn old_events_are_normalised_as_ingest_does_now() {
+        let tenant = uuid::Uuid::from_u128(7);
+        let mut ev = ErrorEvent {
+            tenant_id: tenant,
+            group_id: group_id(tenant, "f\0p"),
+            ts_ms: 1,
+            level: crate::model::Level::Error,
+            message: "nul \0 here".into(),
+            stack_trace: None,
+            context: Some(r#"{"k":"a\u0000b","\u0000":[1,"\u0000"],"n":2}"#.into()),
+            source: "s".into(),
+            environment: Some("e\0".into()),
+            url: None,
+            user_agent: None,
+            ip_address: None,
+            fingerprint: "f\0p".into(),
+        };
+        assert!(normalise(&mut ev));
+        assert_eq!(ev.message, "nul \u{FFFD} here");
+        assert_eq!(ev.environment.as_deref(), Some("e\u{FFFD}"));
+        assert_eq!(ev.group_id, group_id(tenant, "f\u{FFFD}p"));
+        let ctx: serde_json::Value = serde_json::from_str(ev.context.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            ctx,
+            serde_json::json!({"k": "a\u{FFFD}b", "\u{FFFD}": [1, "\u{FFFD}"], "n": 2})
+        );
+        // nothing to do: nothing changed
+        assert!(!normalise(&mut ev));
     }
 
     #[test]
