@@ -345,6 +345,13 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         let ch = Guarded::new(ch.clone(), Breaker::new(Store::ClickHouse, cfg.breaker()));
         tasks.spawn(pg.clone().watch(shutdown_rx.clone()));
         tasks.spawn(ch.clone().watch(shutdown_rx.clone()));
+        // one Redis subscription per API process feeds every `/ws` socket
+        let live = sluice_api::live::Hub::new(cfg.live());
+        tasks.spawn(live.clone().run(
+            cfg.redis_url.clone(),
+            cfg.redis_prefix.clone(),
+            shutdown_rx.clone(),
+        ));
         sluice_api::router(sluice_api::ApiState::new(
             &api_cfg,
             sluice_api::ApiDeps {
@@ -358,6 +365,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 secrets: secrets.clone(),
                 metrics: metrics_handle(),
                 tracking_rate_limits: cfg.tracking_rate_limits,
+                live,
             },
         ))
     });

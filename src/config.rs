@@ -103,6 +103,25 @@ pub struct Config {
     /// 0 = no limit.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]
     pub max_connections_per_client: usize,
+    /// `/ws`: live events queued per socket; a client that lets more pile
+    /// up is dropped as too slow.
+    #[arg(long, env = "SLUICE_WS_BUFFER", default_value_t = 256)]
+    pub ws_buffer: usize,
+    /// `/ws`: seconds between the server's pings.
+    #[arg(long, env = "SLUICE_WS_PING_SECS", default_value_t = 20)]
+    pub ws_ping_secs: u64,
+    /// `/ws`: seconds a client has to answer a ping before it is closed.
+    #[arg(long, env = "SLUICE_WS_PONG_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_pong_timeout_secs: u64,
+    /// `/ws`: seconds writing one frame may take before the client counts as slow.
+    #[arg(long, env = "SLUICE_WS_SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_send_timeout_secs: u64,
+    /// `/ws`: sockets one tenant may hold on one API process.
+    #[arg(long, env = "SLUICE_WS_MAX_PER_TENANT", default_value_t = 100)]
+    pub ws_max_per_tenant: usize,
+    /// `/ws`: sockets one API process holds at most.
+    #[arg(long, env = "SLUICE_WS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub ws_max_connections: usize,
     /// Seconds a new connection has to send its first request's headers,
     /// and a later request its headers from their first byte; 0 = no limit.
     #[arg(long, env = "SLUICE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
@@ -185,6 +204,18 @@ pub struct Config {
 impl Config {
     pub fn key_refresh(&self) -> Duration {
         Duration::from_millis(self.key_refresh_ms.max(100))
+    }
+
+    /// The limits of `/ws`.
+    pub fn live(&self) -> sluice_api::live::LiveConfig {
+        sluice_api::live::LiveConfig {
+            buffer: self.ws_buffer.max(1),
+            ping_interval: Duration::from_secs(self.ws_ping_secs.max(1)),
+            pong_timeout: Duration::from_secs(self.ws_pong_timeout_secs.max(1)),
+            send_timeout: Duration::from_secs(self.ws_send_timeout_secs.max(1)),
+            max_per_tenant: self.ws_max_per_tenant.max(1),
+            max_total: self.ws_max_connections.max(1),
+        }
     }
 
     /// The listener's connection limits and timeouts.

@@ -7,9 +7,12 @@
 //! Postgres and ClickHouse call goes through the store's circuit breaker
 //! ([`ApiState::pg`], [`ApiState::ch`]): while a store is known to be down,
 //! routes that need it answer 503 at once and the others keep serving.
+//! [`live`] is `/ws`, live events of the caller's tenant fed by Redis
+//! pub/sub.
 
 pub mod auth;
 pub mod error;
+pub mod live;
 pub mod routes;
 
 use std::sync::Arc;
@@ -85,6 +88,9 @@ pub struct ApiDeps {
     pub secrets: SecretBox,
     pub metrics: Option<PrometheusHandle>,
     pub tracking_rate_limits: bool,
+    /// Fan-out of live events to `/ws` sockets (its [`live::Hub::run`]
+    /// task is the caller's to spawn).
+    pub live: live::Hub,
 }
 
 /// The one state every handler shares.
@@ -103,6 +109,7 @@ pub struct ApiState {
     pub analytics_limiter: Arc<KeyLimiter>,
     pub general_limiter: Arc<KeyLimiter>,
     pub tracking_limits: Arc<TrackingLimits>,
+    pub live: live::Hub,
     /// Verified against when a username is unknown, to even out timing.
     pub dummy_hash: String,
 }
@@ -126,6 +133,7 @@ impl ApiState {
             analytics_limiter: Arc::new(KeyLimiter::new(cfg.analytics_rate_limit)),
             general_limiter: Arc::new(KeyLimiter::new(cfg.general_rate_limit)),
             tracking_limits: Arc::new(TrackingLimits::new(d.tracking_rate_limits)),
+            live: d.live,
             dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
         }
     }
@@ -167,6 +175,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/register", post(identity::register))
         .route("/api/v1/auth/refresh", post(identity::refresh))
         .route("/api/v1/auth/me", get(identity::me))
+        .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()
         .route(

@@ -10,6 +10,8 @@
 //! - [`ops`]: in-flight tracked operations in Redis (start, finish, time-outs).
 //! - [`keys`]: API key generation, hashing and the in-memory key directory
 //!   that authenticates requests without a database round trip.
+//! - [`live`]: live events for `/ws`: the per-tenant pub/sub publisher
+//!   and the pattern subscription the API tier fans out from.
 //! - [`limits`]: what the stores can hold (JSON depth, indexed text
 //!   lengths, NUL), checked by every writer.
 //! - [`ratelimit`]: per-API-key request quotas (governor).
@@ -34,6 +36,7 @@ pub mod durability;
 pub mod failure;
 pub mod keys;
 pub mod limits;
+pub mod live;
 pub mod model;
 pub mod ops;
 pub mod pg;

@@ -15,3 +15,4 @@ mod slow_clients;
 mod store_breaker;
 mod support;
 mod tracking;
+mod ws;
