@@ -311,25 +311,15 @@ fn authenticate(
         .get("tenant")
         .map(String::as_str)
         .or_else(|| h("x-tenant-id"));
+    // `?token=` and `X-API-Key` are read as a Bearer credential: the same
+    // checks (JWT or API key, the named tenant) for every way in
     let token = params
         .get("token")
         .map(|t| t.trim())
-        .filter(|t| !t.is_empty());
-    let bearer;
-    let authorization = match (token, h("x-api-key")) {
-        (Some(t), _) => {
-            bearer = format!("Bearer {t}");
-            Some(bearer.as_str())
-        }
-        (None, Some(key)) => {
-            let info = state
-                .keys
-                .authenticate(key.trim())
-                .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
-            return Ok(info.tenant_id);
-        }
-        (None, None) => h("authorization"),
-    };
+        .filter(|t| !t.is_empty())
+        .or_else(|| h("x-api-key").map(str::trim));
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let authorization = bearer.as_deref().or_else(|| h("authorization"));
     sluice_auth::principal::resolve(authorization, tenant_hint, &state.keys, &state.tokens)
         .map(|p| p.tenant_id)
         .map_err(|e| match e {

@@ -315,3 +315,36 @@ async fn ws_ping_pong_keeps_idle_sockets_and_closes_silent_ones() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_sockets_per_tenant_are_capped() {
+    let app = TestApp::spawn_with(Mode::API, |c| c.ws_max_per_tenant = 2).await;
+    let user = app.register_user().await;
+    let key = [("X-API-Key", app.key.as_str())];
+    let first = open(&app, "", &key).await.unwrap();
+    let _second = open(&app, "", &key).await.unwrap();
+    match open(&app, "", &key).await {
+        Err(WsError::Http(res)) => {
+            assert_eq!(res.status(), 429);
+            assert!(res.headers().contains_key("retry-after"));
+        }
+        other => panic!("expected a 429, got {:?}", other.map(|_| ())),
+    }
+    // another tenant has its own allowance
+    let mut theirs = open(&app, &format!("?token={}", user.token), &[])
+        .await
+        .unwrap();
+    // an API key naming another tenant is refused
+    match open(&app, &format!("?tenant={}", user.tenant_id), &key).await {
+        Err(WsError::Http(res)) => assert_eq!(res.status(), 403),
+        other => panic!("expected a 403, got {:?}", other.map(|_| ())),
+    }
+    // a closed socket frees its place
+    drop(first);
+    let _third = crate::support::wait_for("a freed place", || async {
+        open(&app, "", &key).await.ok()
+    })
+    .await;
+    theirs.close(None).await.unwrap();
+    app.stop().await;
+}
