@@ -14,17 +14,30 @@ use redis::AsyncCommands;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{Result, StorageError};
 
 /// The channel of one tenant's live events.
 pub fn channel(prefix: &str, tenant: Uuid) -> String {
     format!("{prefix}:live:{tenant}")
 }
 
-/// The pattern matching every tenant's channel.
+/// The pattern matching every tenant's channel (glob characters in the
+/// prefix are escaped, so it matches this prefix's channels only).
 pub fn pattern(prefix: &str) -> String {
-    format!("{prefix}:live:*")
+    let mut p = String::with_capacity(prefix.len() + 7);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push_str(":live:*");
+    p
 }
+
+/// The largest frame [`Publisher::publish`] sends (1 MiB): live events are
+/// notices, not payloads, and every socket queues them.
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
 
 /// The tenant a channel name belongs to, if it is one of `prefix`'s.
 pub fn tenant_of(prefix: &str, channel: &str) -> Option<Uuid> {
@@ -69,10 +82,15 @@ impl Publisher {
     /// Sends one event to `tenant`'s sockets on every API process; answers
     /// how many API processes received it (0: nobody is listening).
     pub async fn publish(&self, tenant: Uuid, event_type: &str, data: &Value) -> Result<u64> {
+        let text = frame(event_type, data);
+        if text.len() > MAX_FRAME_BYTES {
+            return Err(StorageError::Invalid(format!(
+                "live event {event_type} is {} bytes; at most {MAX_FRAME_BYTES}",
+                text.len()
+            )));
+        }
         let mut conn = self.pool.get().await?;
-        let receivers: u64 = conn
-            .publish(channel(&self.prefix, tenant), frame(event_type, data))
-            .await?;
+        let receivers: u64 = conn.publish(channel(&self.prefix, tenant), text).await?;
         Ok(receivers)
     }
 }
@@ -139,5 +157,6 @@ mod tests {
         assert_eq!(tenant_of("p", &channel("p", t)), Some(t));
         assert_eq!(tenant_of("q", &channel("p", t)), None);
         assert_eq!(tenant_of("p", "p:live:nope"), None);
+        assert_eq!(pattern("a*b"), "a\\*b:live:*");
     }
 }

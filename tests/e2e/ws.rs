@@ -172,7 +172,18 @@ async fn ws_events_reach_only_their_tenant() {
         .await
         .unwrap();
     assert_eq!(next_event(&mut theirs).await["type"], "marker");
+
+    // too large an event is refused by the publisher
+    let huge = "x".repeat(sluice_storage::live::MAX_FRAME_BYTES);
+    assert!(publisher
+        .publish(app.tenant_id, "notification", &json!({ "huge": huge }))
+        .await
+        .is_err());
+
+    // shutting down closes the sockets with 1001
     app.stop().await;
+    let (reason, _) = close_reason(&mut mine).await;
+    assert_eq!(reason, "server shutting down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,5 +357,51 @@ async fn ws_sockets_per_tenant_are_capped() {
     })
     .await;
     theirs.close(None).await.unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_subscription_comes_back_after_redis_drops_it() {
+    let proxy = crate::outage::Proxy::start("127.0.0.1:6379").await;
+    let url = format!("redis://{}", proxy.addr);
+    let app = TestApp::spawn_with(Mode::API, |c| c.redis_url = url).await;
+    // the producer reaches Redis directly; only the API process is cut off
+    let direct = sluice_storage::redis_pool("redis://127.0.0.1:6379", 2).unwrap();
+    let publisher = Publisher::new(direct, app.cfg.redis_prefix.clone());
+    let mut ws = open(&app, "", &[("X-API-Key", &app.key)]).await.unwrap();
+    publisher
+        .publish(app.tenant_id, "marker", &json!({"n": 1}))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut ws).await["n"], 1);
+
+    proxy.cut();
+    crate::support::wait_for("the subscription to drop", || async {
+        (publisher
+            .publish(app.tenant_id, "lost", &json!({}))
+            .await
+            .unwrap()
+            == 0)
+            .then_some(())
+    })
+    .await;
+    proxy.restore();
+    crate::support::wait_for("the subscription to return", || async {
+        (publisher
+            .publish(app.tenant_id, "marker", &json!({"n": 2}))
+            .await
+            .unwrap()
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // the socket stayed open and gets events again
+    loop {
+        let ev = next_event(&mut ws).await;
+        if ev["n"] == 2 {
+            break;
+        }
+        assert_eq!(ev["type"], "lost", "only events from the outage before it");
+    }
     app.stop().await;
 }
