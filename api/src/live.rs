@@ -390,11 +390,23 @@ async fn serve(
         }
         End::Shutdown => Some((close_code::AWAY, "server shutting down")),
     };
-    if let Some((code, reason)) = frame {
-        let close = Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        }));
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close)).await;
+    // the closing handshake, one second at most for each half: our close
+    // frame (or the reply to the client's), then the client's answer
+    let second = Duration::from_secs(1);
+    let Some((code, reason)) = frame else {
+        let _ = tokio::time::timeout(second, sink.close()).await;
+        return;
+    };
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    if let Ok(Ok(())) = tokio::time::timeout(second, sink.send(close)).await {
+        let until = Instant::now() + second;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(until, stream.next()).await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
     }
 }
