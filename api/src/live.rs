@@ -291,9 +291,12 @@ pub async fn connect(
     let cfg = hub.config().clone();
     let closing = hub.inner.closing.subscribe();
     let span = tracing::info_span!("ws", tenant = %tenant);
-    ws.on_upgrade(move |socket| {
-        tracing::Instrument::instrument(serve(socket, reg, cfg, closing), span)
-    })
+    // clients send only pongs and close frames: nothing large is read
+    ws.max_message_size(64 << 10)
+        .max_frame_size(64 << 10)
+        .on_upgrade(move |socket| {
+            tracing::Instrument::instrument(serve(socket, reg, cfg, closing), span)
+        })
 }
 
 fn authenticate(

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use sluice::app::Mode;
 use sluice_storage::live::Publisher;
@@ -115,6 +115,20 @@ async fn ws_authenticates_at_the_handshake() {
             ),
         }
     }
+    // clients send only pongs and closes: a large frame ends the socket
+    let mut ws = open(&app, "", &[("X-API-Key", &app.key)]).await.unwrap();
+    ws.send(Message::text("x".repeat(100 << 10))).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a 100 KiB client frame ends the socket");
+
     // a plain GET with a good key is not an upgrade: a clear 400
     let r = app.get("/ws").send().await.unwrap();
     assert_eq!(r.status(), 400);
