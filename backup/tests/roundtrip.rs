@@ -94,7 +94,12 @@ fn check_object(store: &TempStore, out: &BackupOutcome, compression: Compression
         // Long needles only: a 3- or 4-byte compression magic turns up by
         // chance in half a megabyte of ciphertext (about 3 % of runs for
         // gzip's), so the frames are not looked for here.
-        for needle in [&b"customers"[..], b"example.com", b"INSERT INTO", b"COPY public."] {
+        for needle in [
+            &b"customers"[..],
+            b"example.com",
+            b"INSERT INTO",
+            b"COPY public.",
+        ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
                 "{needle:?} visible"
