@@ -374,6 +374,13 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         let mut wcfg = sluice_workers::WorkerConfig::new(layout.clone());
         wcfg.batch_size = cfg.worker_batch.max(1);
         wcfg.consumers = cfg.worker_consumers.max(1);
+        if let Some(name) = cfg.worker_name.as_deref().map(str::trim) {
+            anyhow::ensure!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic()),
+                "SLUICE_WORKER_NAME must be printable ASCII without spaces"
+            );
+            wcfg.consumer = name.to_string();
+        }
         wcfg.linger = std::time::Duration::from_millis(cfg.worker_linger_ms);
         wcfg.read_count = cfg.worker_read_count.max(1);
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);

@@ -171,6 +171,13 @@ pub struct Config {
     /// Consumers of the error streams in a worker process.
     #[arg(long, env = "SLUICE_WORKER_CONSUMERS", default_value_t = 1)]
     pub worker_consumers: usize,
+
+    /// This worker's name in the consumer groups, stable across restarts
+    /// (e.g. a pod name): a restarted worker then takes back at once what
+    /// it had read but not stored, instead of waiting for the reclaim.
+    /// Unique per live process; unset, a random name per start.
+    #[arg(long, env = "SLUICE_WORKER_NAME")]
+    pub worker_name: Option<String>,
     /// Events a worker stores per batch at most.
     #[arg(long, env = "SLUICE_WORKER_BATCH", default_value_t = 50_000)]
     pub worker_batch: usize,

@@ -8,8 +8,40 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+/// One request validation failure, as the Backup contract reports it:
+/// `{"loc": ["body", "field"], "msg": "...", "type": "..."}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FieldError {
+    pub loc: Vec<String>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    /// A failure of the body field at `path` (`["database", "port"]`).
+    pub fn body(path: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        let mut loc = vec!["body".to_string()];
+        loc.extend(path.iter().map(|p| p.to_string()));
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.to_string(),
+        }
+    }
+
+    /// A required field that is absent (or null).
+    pub fn missing(path: &[&str]) -> Self {
+        Self::body(path, "field required", "value_error.missing")
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// Request validation failures: 422 `{"detail": [FieldError, ...]}` in
+    /// every family (the Backup contract's form; FastAPI's).
+    #[error("request validation failed")]
+    Fields(Vec<FieldError>),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -48,7 +80,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Fields(_) | ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -62,7 +94,7 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "INVALID_REQUEST",
-            ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::Fields(_) | ApiError::Validation(_) => "VALIDATION_ERROR",
             ApiError::Unauthorized(_) => "AUTH_FAILED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
@@ -84,6 +116,10 @@ pub struct ErrorInfo {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Fields(errors) = &self {
+            // Already in its final form: no ErrorInfo, so no family re-renders it.
+            return (self.status(), Json(json!({ "detail": errors }))).into_response();
+        }
         let message = match &self {
             ApiError::Storage(sluice_storage::StorageError::Invalid(m)) => m.clone(),
             ApiError::Storage(e) => {
@@ -216,7 +252,7 @@ impl Family {
     pub fn of_path(path: &str) -> Family {
         if path.starts_with("/api/v1/tracking/") {
             Family::Tracking
-        } else if path.starts_with("/api/v1/auth/") {
+        } else if path.starts_with("/api/v1/auth/") || path.starts_with("/api/v1/servers") {
             Family::Backup
         } else if path.starts_with("/api/v1/authentication/") {
             Family::Orchestrator

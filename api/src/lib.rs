@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 pub mod live;
 pub mod routes;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +142,7 @@ impl ApiState {
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, dead_letters, errors, health, identity, tracking};
+    use routes::{analytics, dead_letters, errors, health, identity, servers, tracking};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -175,6 +176,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/register", post(identity::register))
         .route("/api/v1/auth/refresh", post(identity::refresh))
         .route("/api/v1/auth/me", get(identity::me))
+        .route("/api/v1/servers", get(servers::list).post(servers::create))
+        .route(
+            "/api/v1/servers/{id}",
+            get(servers::get_one)
+                .put(servers::update)
+                .delete(servers::delete),
+        )
+        .route(
+            "/api/v1/servers/{id}/test-connection",
+            post(servers::test_connection),
+        )
+        .route("/api/v1/servers/{id}/databases", get(servers::databases))
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

@@ -36,7 +36,7 @@ pub mod transport;
 pub use backup::{run_backup, BackupOutcome, BackupRequest, ProgressFn};
 pub use compression::Compression;
 pub use crypto::Keyring;
-pub use engine::{Connection, Engine, EngineKind};
+pub use engine::{Connection, DatabaseInfo, Engine, EngineKind};
 pub use error::{BackupError, ErrorClass, Result, ToolFailure};
 pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
 pub use store::BackupStore;

@@ -91,11 +91,14 @@ fn check_object(store: &TempStore, out: &BackupOutcome, compression: Compression
     assert!(out.dump_bytes > 500_000, "dump of {} bytes", out.dump_bytes);
     if encrypted {
         assert!(bytes.starts_with(b"SLUICEBK"));
+        // Long needles only: a 3- or 4-byte compression magic turns up by
+        // chance in half a megabyte of ciphertext (about 3 % of runs for
+        // gzip's), so the frames are not looked for here.
         for needle in [
             &b"customers"[..],
             b"example.com",
-            &[0x28, 0xb5, 0x2f, 0xfd],
-            &[0x1f, 0x8b, 8],
+            b"INSERT INTO",
+            b"COPY public.",
         ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),

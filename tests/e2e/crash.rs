@@ -9,8 +9,14 @@ use sluice::app::Mode;
 use crate::support::TestApp;
 
 fn worker(app: &TestApp, crash: bool) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("worker")
+    worker_cmd(app, crash)
+        .spawn()
+        .expect("start the sluice worker binary")
+}
+
+fn worker_cmd(app: &TestApp, crash: bool) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("worker")
         .env("DATABASE_URL", &app.cfg.database_url)
         .env("REDIS_URL", &app.cfg.redis_url)
         .env("CLICKHOUSE_URL", &app.cfg.clickhouse_url)
@@ -29,9 +35,8 @@ fn worker(app: &TestApp, crash: bool) -> Child {
         .env("SLUICE_DEV", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the sluice worker binary")
+        .stderr(Stdio::null());
+    cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,5 +166,61 @@ async fn a_consumer_stores_again_what_it_was_given_but_never_acknowledged() {
     assert_eq!(app.running.layout.backlog(&mut conn).await.unwrap(), 0);
     let _ = stop.send(true);
     let _ = worker.await;
+    app.stop().await;
+}
+
+/// A worker restarted under the same `SLUICE_WORKER_NAME` takes back what
+/// it had read but not stored at once, without the reclaim (set to an hour
+/// here, so only its own recovery can bring the entries back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_under_its_name_takes_its_entries_back_at_once() {
+    let app = TestApp::spawn_with(
+        Mode {
+            worker: false,
+            ..Mode::ALL
+        },
+        |_| {},
+    )
+    .await;
+    for part in 0..3 {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| json!({"message": format!("named worker {}", (part * 10 + i) % 2), "source": "named"}))
+            .collect();
+        let r = app
+            .post("/api/errors/batch")
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let name = format!("named-{}", app.tenant_id.simple());
+    let named = |crash: bool| {
+        let mut cmd = worker_cmd(&app, crash);
+        cmd.env("SLUICE_WORKER_NAME", &name)
+            .env("SLUICE_WORKER_RECLAIM_IDLE_MS", "3600000")
+            .env("SLUICE_WORKER_CONSUMERS", "1");
+        cmd.spawn().expect("start the sluice worker binary")
+    };
+    let mut first = named(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "worker did not crash");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.total_count().await, 0, "nothing reached Postgres");
+
+    let started = Instant::now();
+    let mut second = named(false);
+    app.wait_stored(30).await;
+    let took = started.elapsed();
+    assert_eq!(app.total_count().await, 30);
+    assert_eq!(app.stored_in_clickhouse().await, 30, "nothing twice");
+    assert!(
+        took < Duration::from_secs(15),
+        "taken back without the hour-long reclaim: {took:?}"
+    );
+    let _ = second.kill();
+    let _ = second.wait();
     app.stop().await;
 }

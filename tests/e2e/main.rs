@@ -11,6 +11,7 @@ mod identity;
 mod ingest_limits;
 mod outage;
 mod poison_input;
+mod servers;
 mod slow_clients;
 mod store_breaker;
 mod support;

@@ -5,6 +5,7 @@ pub mod dead_letters;
 pub mod errors;
 pub mod health;
 pub mod identity;
+pub mod servers;
 pub mod tracking;
 
 use std::collections::HashMap;

@@ -55,6 +55,29 @@ impl EngineKind {
     }
 }
 
+/// One database on a server, as [`Engine::list_databases`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub name: String,
+    /// Its size on disk in bytes (PostgreSQL: `pg_database_size`;
+    /// MySQL/MariaDB: data and index length of its tables).
+    pub size_bytes: u64,
+}
+
+/// Parses `name<TAB>size` lines (the admin tools' unaligned output).
+fn parse_database_lines(out: &str) -> Vec<DatabaseInfo> {
+    out.lines()
+        .filter_map(|l| {
+            let (name, size) = l.rsplit_once('\t')?;
+            Some(DatabaseInfo {
+                name: name.to_owned(),
+                size_bytes: size.trim().parse().unwrap_or(0),
+            })
+        })
+        .filter(|d| !d.name.is_empty())
+        .collect()
+}
+
 /// One database engine's tools and admin statements.
 pub trait Engine: Send + Sync + fmt::Debug {
     fn kind(&self) -> EngineKind;
@@ -88,6 +111,22 @@ pub trait Engine: Send + Sync + fmt::Debug {
         database: &'a str,
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Logs in and asks the server its version: a real round trip, the
+    /// check behind a server's "test connection".
+    fn server_version<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<String>>;
+
+    /// The server's user databases (templates and system schemas left
+    /// out) with their sizes, by name.
+    fn list_databases<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<Vec<DatabaseInfo>>>;
+
     /// Makes `scratch`'s content the content of `target` (created when
     /// missing) in one atomic step, then drops what `target` held before.
     /// When it fails, `target` is as it was.
@@ -120,6 +159,15 @@ pub fn validate_database_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_lines() {
+        let d = parse_database_lines("app\t8192\nodd|name\t0\n\nbroken\n");
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].name, "app");
+        assert_eq!(d[0].size_bytes, 8192);
+        assert_eq!(d[1].name, "odd|name");
+    }
 
     #[test]
     fn database_names() {

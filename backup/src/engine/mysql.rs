@@ -17,7 +17,7 @@
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{Connection, Engine, EngineKind};
+use super::{parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
 use crate::error::{BackupError, Result};
 use crate::transport::{run_capture, ToolCommand, Transport};
 
@@ -116,6 +116,39 @@ impl Engine for MySql {
             .arg("--database")
             .arg(database)
             .with_stdin()
+    }
+
+    fn server_version<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let v = admin(transport, conn, "SELECT VERSION()").await?;
+            let v = v.trim();
+            Ok(if v.to_ascii_lowercase().contains("mariadb") {
+                format!("MariaDB {v}")
+            } else {
+                format!("MySQL {v}")
+            })
+        }
+        .boxed()
+    }
+
+    fn list_databases<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<Vec<DatabaseInfo>>> {
+        async move {
+            let sql = "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) \
+                 FROM information_schema.SCHEMATA s \
+                 LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
+                 WHERE s.SCHEMA_NAME NOT IN ('information_schema', 'performance_schema', 'mysql', 'sys') \
+                 GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME";
+            Ok(parse_database_lines(&admin(transport, conn, sql).await?))
+        }
+        .boxed()
     }
 
     fn database_exists<'a>(

@@ -18,7 +18,7 @@
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{Connection, Engine, EngineKind};
+use super::{parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
 use crate::error::Result;
 use crate::transport::{run_capture, ToolCommand, Transport};
 
@@ -93,6 +93,39 @@ impl Engine for Postgres {
             .arg("--single-transaction")
             .arg("--file=-")
             .with_stdin()
+    }
+
+    fn server_version<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<String>> {
+        async move {
+            let v = admin(transport, conn, "SHOW server_version").await?;
+            Ok(format!("PostgreSQL {}", v.trim()))
+        }
+        .boxed()
+    }
+
+    fn list_databases<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+    ) -> BoxFuture<'a, Result<Vec<DatabaseInfo>>> {
+        async move {
+            let cmd = psql(conn, MAINTENANCE_DB)
+                .arg("--no-align")
+                .arg("--tuples-only")
+                .arg("--field-separator=\t")
+                .arg("--command")
+                .arg(
+                    "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') \
+                     THEN pg_database_size(oid) ELSE 0 END FROM pg_database \
+                     WHERE NOT datistemplate ORDER BY datname",
+                );
+            Ok(parse_database_lines(&run_capture(transport, &cmd).await?))
+        }
+        .boxed()
     }
 
     fn database_exists<'a>(

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod error_groups;
+pub mod servers;
 pub mod tenants;
 pub mod tracked_databases;
 pub mod users;
