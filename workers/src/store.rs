@@ -234,18 +234,10 @@ where
         "clickhouse",
         shutdown,
         |attempt| {
-            let mut dedup = batch.dedup || replayed || attempt > 1;
-            async move {
-                let mut search = Isolate::new(keyed.len());
-                while let Some(r) = search.next_range() {
-                    let result = to_clickhouse(stores, &keyed[r.clone()], dedup)
-                        .await
-                        .map(drop);
-                    dedup |= result.is_err();
-                    search.record(r, result)?;
-                }
-                Ok(search.into_refused())
-            }
+            let dedup = batch.dedup || replayed || attempt > 1;
+            isolating(keyed, dedup, move |items, dedup| {
+                to_clickhouse(stores, items, dedup)
+            })
         },
         &refresh,
     )
@@ -315,6 +307,28 @@ where
         &refresh,
     )
     .await
+}
+
+/// Inserts `items` with `insert`, bisecting around what the store refuses
+/// for good ([`Isolate`]); after any failure the rest de-duplicates, since
+/// a failed insert may have stored part of its range. Returns the refused
+/// items' indexes with their errors; a transient error ends it.
+async fn isolating<'i, T, F, Fut>(
+    items: &'i [T],
+    mut dedup: bool,
+    insert: F,
+) -> Result<Vec<(usize, sluice_storage::StorageError)>>
+where
+    F: Fn(&'i [T], bool) -> Fut,
+    Fut: Future<Output = Result<usize>>,
+{
+    let mut search = Isolate::new(items.len());
+    while let Some(r) = search.next_range() {
+        let result = insert(&items[r.clone()], dedup).await.map(drop);
+        dedup |= result.is_err();
+        search.record(r, result)?;
+    }
+    Ok(search.into_refused())
 }
 
 /// Inserts the events into ClickHouse; when `dedup`, first drops the ones
@@ -405,18 +419,10 @@ where
         "clickhouse",
         shutdown,
         |attempt| {
-            let mut dedup = batch.dedup || replayed || attempt > 1;
-            async move {
-                let mut search = Isolate::new(ops.len());
-                while let Some(r) = search.next_range() {
-                    let result = operations_to_clickhouse(stores, &ops[r.clone()], dedup)
-                        .await
-                        .map(drop);
-                    dedup |= result.is_err();
-                    search.record(r, result)?;
-                }
-                Ok(search.into_refused())
-            }
+            let dedup = batch.dedup || replayed || attempt > 1;
+            isolating(ops, dedup, move |items, dedup| {
+                operations_to_clickhouse(stores, items, dedup)
+            })
         },
         &refresh,
     )
