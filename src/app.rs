@@ -137,10 +137,59 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
         .await
         .context("connecting to Postgres")?;
     pg::migrate(&pool).await.context("migrating Postgres")?;
+    sluice_jobs::queue::setup(&pool)
+        .await
+        .context("setting up the job queue")?;
     ch::schema::migrate(&ch_config(cfg))
         .await
         .context("migrating ClickHouse")?;
     Ok(pool)
+}
+
+/// The backup store `SLUICE_BACKUP_STORE` names (a local directory by
+/// default, under the data directory).
+pub fn backup_store(cfg: &Config) -> anyhow::Result<sluice_backup::BackupStore> {
+    let dir = match cfg.backup_store.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => s.strip_prefix("file://").unwrap_or(s).to_string(),
+        None => format!("{}/backups", cfg.data_dir.trim_end_matches('/')),
+    };
+    sluice_backup::BackupStore::local(&dir).with_context(|| format!("backup store {dir}"))
+}
+
+/// The backup master keys: the current one and any earlier ones.
+pub fn keyring(cfg: &Config, secret: &str) -> anyhow::Result<sluice_backup::Keyring> {
+    let master = cfg.backup_master_key.as_deref().unwrap_or(secret);
+    let mut ring = sluice_backup::Keyring::new(&cfg.backup_key_id, master)
+        .context("SLUICE_BACKUP_KEY_ID")?;
+    for entry in cfg
+        .backup_previous_keys
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let (id, key) = entry
+            .split_once('=')
+            .context("SLUICE_BACKUP_PREVIOUS_KEYS: expected id=secret pairs separated by commas")?;
+        ring = ring
+            .with_previous(id.trim(), key)
+            .context("SLUICE_BACKUP_PREVIOUS_KEYS")?;
+    }
+    Ok(ring)
+}
+
+fn job_settings(cfg: &Config) -> sluice_jobs::JobSettings {
+    let timeout = std::time::Duration::from_secs(cfg.job_timeout_secs.max(1));
+    sluice_jobs::JobSettings {
+        backup_concurrency: cfg.backup_concurrency.max(1),
+        restore_concurrency: cfg.restore_concurrency.max(1),
+        backup_timeout: timeout,
+        restore_timeout: timeout,
+        retries: cfg.job_retries,
+        heartbeat: std::time::Duration::from_secs(cfg.job_heartbeat_secs.max(1)),
+        ..sluice_jobs::JobSettings::default()
+    }
 }
 
 /// Creates (or resets the password of) `SLUICE_ADMIN_USER`, an admin of
@@ -267,6 +316,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         chrono::Duration::seconds(cfg.refresh_token_secs.max(1)),
     ));
     let secrets = SecretBox::new(&secret);
+    let store = backup_store(cfg)?;
 
     let default_tenant = tenants::ensure(&pg, &cfg.default_tenant, &cfg.default_tenant).await?;
     bootstrap_admin(cfg, &pg, default_tenant.id).await?;
@@ -366,6 +416,9 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 metrics: metrics_handle(),
                 tracking_rate_limits: cfg.tracking_rate_limits,
                 live,
+                backup_store: store.clone(),
+                signing_secret: secret.to_string(),
+                public_url: cfg.public_url.clone(),
             },
         ))
     });
@@ -388,6 +441,27 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         wcfg.dead_letter_max = cfg.dead_letter_max.max(1);
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
         wcfg.secrets = Some(secrets.clone());
+        // Database jobs (backups, restores…) on this runtime: they mostly
+        // wait on tools and sockets.
+        let jobs = sluice_jobs::JobContext {
+            pg: pg.clone(),
+            store: store.clone(),
+            keyring: keyring(cfg, &secret)?,
+            secrets: secrets.clone(),
+            live: sluice_storage::live::Publisher::new(redis.clone(), cfg.redis_prefix.clone()),
+            masking_secret: secret.to_string(),
+            settings: job_settings(cfg),
+        };
+        let job_worker = wcfg.consumer.clone();
+        let mut jobs_rx = shutdown_rx.clone();
+        tasks.spawn(async move {
+            let stop = async move {
+                let _ = jobs_rx.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = sluice_jobs::runner::run(jobs, &job_worker, stop).await {
+                tracing::error!(error = %e, "job workers stopped with an error");
+            }
+        });
         let rx = shutdown_rx.clone();
         if mode.ingest || mode.api {
             // Beside the HTTP tiers, workers get a runtime (and pools) of

@@ -206,6 +206,44 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Sluice's own files (the default backup store among them).
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = ".sluice")]
+    pub data_dir: String,
+    /// Where backups are stored: a directory (or `file:///dir`); default
+    /// `backups` under the data directory.
+    #[arg(long, env = "SLUICE_BACKUP_STORE")]
+    pub backup_store: Option<String>,
+    /// Id of the master key that encrypts new backups (kept in each
+    /// backup's header, so rotated keys still decrypt old backups).
+    #[arg(long, env = "SLUICE_BACKUP_KEY_ID", default_value = "k1")]
+    pub backup_key_id: String,
+    /// The master key's secret; `SLUICE_SECRET_KEY` when unset.
+    #[arg(long, env = "SLUICE_BACKUP_MASTER_KEY", hide_env_values = true)]
+    pub backup_master_key: Option<String>,
+    /// Earlier master keys, `id=secret` separated by commas, for restoring
+    /// backups taken before a rotation.
+    #[arg(long, env = "SLUICE_BACKUP_PREVIOUS_KEYS", hide_env_values = true)]
+    pub backup_previous_keys: Option<String>,
+    /// Sluice's public base URL, for links it hands out (download URLs);
+    /// the request's Host when unset.
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Backup jobs a worker process runs at once.
+    #[arg(long, env = "SLUICE_BACKUP_CONCURRENCY", default_value_t = 2)]
+    pub backup_concurrency: usize,
+    /// Restore and verification jobs a worker process runs at once.
+    #[arg(long, env = "SLUICE_RESTORE_CONCURRENCY", default_value_t = 2)]
+    pub restore_concurrency: usize,
+    /// The longest one attempt of a backup, restore or verification may run.
+    #[arg(long, env = "SLUICE_JOB_TIMEOUT_SECS", default_value_t = 6 * 3600)]
+    pub job_timeout_secs: u64,
+    /// Further attempts of a job after a transient failure.
+    #[arg(long, env = "SLUICE_JOB_RETRIES", default_value_t = 3)]
+    pub job_retries: u32,
+    /// Seconds between a job worker's heartbeats; after three missed, its
+    /// jobs are taken up by another worker.
+    #[arg(long, env = "SLUICE_JOB_HEARTBEAT_SECS", default_value_t = 10)]
+    pub job_heartbeat_secs: u64,
 }
 
 impl Config {

@@ -92,6 +92,13 @@ pub struct ApiDeps {
     /// Fan-out of live events to `/ws` sockets (its [`live::Hub::run`]
     /// task is the caller's to spawn).
     pub live: live::Hub,
+    /// Where backups are stored (downloads and deletes read it).
+    pub backup_store: sluice_backup::BackupStore,
+    /// Signs download URLs (the process's secret).
+    pub signing_secret: String,
+    /// Sluice's public base URL for links it hands out (download URLs);
+    /// the request's `Host` when unset.
+    pub public_url: Option<String>,
 }
 
 /// The one state every handler shares.
@@ -111,6 +118,9 @@ pub struct ApiState {
     pub general_limiter: Arc<KeyLimiter>,
     pub tracking_limits: Arc<TrackingLimits>,
     pub live: live::Hub,
+    pub backup_store: sluice_backup::BackupStore,
+    pub signing_secret: Arc<str>,
+    pub public_url: Option<String>,
     /// Verified against when a username is unknown, to even out timing.
     pub dummy_hash: String,
 }
@@ -135,6 +145,9 @@ impl ApiState {
             general_limiter: Arc::new(KeyLimiter::new(cfg.general_rate_limit)),
             tracking_limits: Arc::new(TrackingLimits::new(d.tracking_rate_limits)),
             live: d.live,
+            backup_store: d.backup_store,
+            signing_secret: Arc::from(d.signing_secret),
+            public_url: d.public_url,
             dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
         }
     }
@@ -142,7 +155,7 @@ impl ApiState {
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, dead_letters, errors, health, identity, servers, tracking};
+    use routes::{analytics, backups, dead_letters, errors, health, identity, servers, tracking};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -188,6 +201,16 @@ pub fn router(state: ApiState) -> Router {
             post(servers::test_connection),
         )
         .route("/api/v1/servers/{id}/databases", get(servers::databases))
+        .route("/api/v1/backups", get(backups::list).post(backups::create))
+        .route(
+            "/api/v1/backups/{id}",
+            get(backups::get_one).delete(backups::delete),
+        )
+        .route("/api/v1/backups/{id}/download", post(backups::download))
+        .route("/api/v1/backups/{id}/file", get(backups::file))
+        .route("/api/v1/backups/{id}/restore", post(backups::restore))
+        .route("/api/v1/backups/{id}/verify", post(backups::verify))
+        .route("/api/v1/tasks/{task_id}", get(backups::task))
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

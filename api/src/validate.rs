@@ -189,6 +189,23 @@ impl Validator {
         }
     }
 
+    /// A JSON boolean.
+    pub fn bool(&mut self, obj: &Map<String, Value>, path: &[&str]) -> Field<bool> {
+        match Self::raw(obj, path) {
+            Field::Absent => Field::Absent,
+            Field::Null => Field::Null,
+            Field::Set(Value::Bool(b)) => Field::Set(*b),
+            Field::Set(_) => {
+                self.fail(FieldError::body(
+                    path,
+                    "value could not be parsed to a boolean",
+                    "type_error.bool",
+                ));
+                Field::Absent
+            }
+        }
+    }
+
     /// One of `allowed`, exactly.
     pub fn choice(
         &mut self,

@@ -98,7 +98,8 @@ impl BackupStore {
         )
     }
 
-    pub(crate) async fn read(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
+    /// The stored object as a stream of chunks (downloads, restores).
+    pub async fn read(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
         let got = self.store.get(&Self::path(key)?).await?;
         Ok(got
             .into_stream()

@@ -1,6 +1,7 @@
 //! Route handlers, one module per group.
 
 pub mod analytics;
+pub mod backups;
 pub mod dead_letters;
 pub mod errors;
 pub mod health;

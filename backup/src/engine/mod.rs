@@ -137,6 +137,29 @@ pub trait Engine: Send + Sync + fmt::Debug {
         scratch: &'a str,
         target: &'a str,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// Every base table of `database` (`schema.table` for PostgreSQL,
+    /// `table` for MySQL/MariaDB) with its exact row count, by name: what
+    /// a verification compares a restored copy against.
+    fn table_counts<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>>>;
+}
+
+/// Parses `name<TAB>count` lines, sorted by name.
+fn parse_count_lines(out: &str) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.rsplit_once('\t')?;
+            Some((name.to_owned(), n.trim().parse().ok()?))
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Database names this crate accepts: 1 to 63 ASCII letters, digits, `_`

@@ -258,4 +258,27 @@ impl Engine for MySql {
         }
         .boxed()
     }
+
+    fn table_counts<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>>> {
+        async move {
+            let (tables, _) = contents(transport, conn, database).await?;
+            if tables.is_empty() {
+                return Ok(Vec::new());
+            }
+            let db = ident(database);
+            let sql = tables
+                .iter()
+                .map(|t| format!("SELECT {}, COUNT(*) FROM {db}.{}", literal(t), ident(t)))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            Ok(super::parse_count_lines(&admin(transport, conn, &sql).await?))
+        }
+        .boxed()
+    }
 }
+

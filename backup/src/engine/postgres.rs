@@ -18,7 +18,7 @@
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
+use super::{parse_count_lines, parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
 use crate::error::Result;
 use crate::transport::{run_capture, ToolCommand, Transport};
 
@@ -201,6 +201,34 @@ impl Engine for Postgres {
                 tracing::warn!(database = %old, error = %e, "restore swapped in, but the previous database could not be dropped");
             }
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn table_counts<'a>(
+        &'a self,
+        transport: &'a dyn Transport,
+        conn: &'a Connection,
+        database: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, u64)>>> {
+        async move {
+            // One statement, one snapshot: each table counted exactly
+            // through query_to_xml.
+            let cmd = psql(conn, database)
+                .arg("--no-align")
+                .arg("--tuples-only")
+                .arg("--field-separator=\t")
+                .arg("--command")
+                .arg(
+                    "SELECT n.nspname || '.' || c.relname, \
+                     (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', \
+                     n.nspname, c.relname), false, true, '')))[1]::text \
+                     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+                );
+            Ok(parse_count_lines(&run_capture(transport, &cmd).await?))
         }
         .boxed()
     }

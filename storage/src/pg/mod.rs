@@ -1,8 +1,10 @@
 //! Postgres: the pool, migrations, and one repository module per entity.
 
 pub mod api_keys;
+pub mod backups;
 pub mod error_groups;
 pub mod servers;
+pub mod tasks;
 pub mod tenants;
 pub mod tracked_databases;
 pub mod users;

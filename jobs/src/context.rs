@@ -1,0 +1,64 @@
+//! What every job handler shares: Sluice's database, the backup store and
+//! keys, the secret box that opens server credentials, the live publisher,
+//! and the settings of each job kind.
+
+use std::time::Duration;
+
+use sluice_backup::{BackupStore, Keyring};
+use sluice_storage::live::Publisher;
+use sluice_storage::secrets::SecretBox;
+
+/// Limits of each job kind.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Jobs of each kind one worker process runs at once.
+    pub backup_concurrency: usize,
+    pub restore_concurrency: usize,
+    /// The longest one attempt of a job may run.
+    pub backup_timeout: Duration,
+    pub restore_timeout: Duration,
+    /// Further attempts after a transient failure.
+    pub retries: u32,
+    /// The pause before the first retry; doubled each time, at most
+    /// [`JobSettings::retry_max_delay`].
+    pub retry_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// How often a worker tells apalis it is alive; a worker that missed
+    /// [`JobSettings::missed_heartbeats`] of them has its jobs taken up
+    /// again by another.
+    pub heartbeat: Duration,
+    pub missed_heartbeats: usize,
+    /// How often a running job publishes its progress.
+    pub progress_every: Duration,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            backup_concurrency: 2,
+            restore_concurrency: 2,
+            backup_timeout: Duration::from_secs(6 * 3600),
+            restore_timeout: Duration::from_secs(6 * 3600),
+            retries: 3,
+            retry_delay: Duration::from_secs(2),
+            retry_max_delay: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(10),
+            missed_heartbeats: 3,
+            progress_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The shared state of job handlers.
+#[derive(Clone)]
+pub struct JobContext {
+    pub pg: sqlx::PgPool,
+    pub store: BackupStore,
+    /// Master keys: the current one encrypts, older ones still decrypt.
+    pub keyring: Keyring,
+    pub secrets: SecretBox,
+    pub live: Publisher,
+    /// Secret from which per-tenant masking keys are derived.
+    pub masking_secret: String,
+    pub settings: JobSettings,
+}

@@ -1,0 +1,33 @@
+//! Sluice's one job queue, and the database jobs it runs.
+//!
+//! Every kind of database work is an apalis 1.0 job in Sluice's own
+//! PostgreSQL (the `apalis` schema, through `apalis-postgres`): the API
+//! enqueues in the same transaction that records what the job is for
+//! ([`queue`]), `sluice worker` runs one apalis worker per job kind with
+//! its own concurrency ([`runner`]). apalis gives the durable queue, the
+//! locks, the heartbeats and the lease: a job whose worker died is taken up
+//! again once that worker has missed its heartbeats.
+//!
+//! What a tenant sees of a job is its row in `tasks` (status, progress,
+//! error); each handler keeps it true ([`attempt`]) and publishes progress
+//! on `/ws` ([`progress`]). Retries with backoff for transient failures
+//! (a dropped connection), none for permanent ones (authentication refused,
+//! a missing database), and a timeout per job kind, all in [`attempt`].
+//!
+//! The jobs are thin: the work itself is `sluice-backup`'s ([`backups`]:
+//! backup, restore, verify). Where a server's tools run is resolved by
+//! [`endpoint`].
+
+pub mod attempt;
+pub mod backups;
+pub mod context;
+pub mod endpoint;
+pub mod error;
+pub mod progress;
+pub mod queue;
+pub mod runner;
+pub mod signing;
+
+pub use context::{JobContext, JobSettings};
+pub use error::JobError;
+pub use queue::Kind;

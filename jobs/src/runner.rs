@@ -1,0 +1,96 @@
+//! `sluice worker`'s job side: one apalis worker per job kind, on the
+//! `apalis-postgres` backend (LISTEN/NOTIFY wakes them when a job is
+//! pushed), each with its kind's concurrency, all stopped together.
+
+use std::future::Future;
+
+use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis_postgres::{Config, PostgresStorage};
+
+use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
+use crate::context::JobContext;
+use crate::error::JobError;
+use crate::queue::{self, Kind};
+
+fn config(ctx: &JobContext, kind: Kind) -> Config {
+    Config::default()
+        .queue(kind.queue())
+        .batch_size(1)
+        .heartbeat_interval(ctx.settings.heartbeat)
+        .missed_heartbeats(ctx.settings.missed_heartbeats)
+}
+
+fn boxed(r: Result<(), JobError>) -> Result<(), BoxDynError> {
+    r.map_err(|e| Box::new(e) as BoxDynError)
+}
+
+async fn run_backup(job: BackupJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(backups::backup(&ctx, job).await)
+}
+
+async fn run_restore(job: RestoreJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(backups::restore(&ctx, job).await)
+}
+
+async fn run_verify(job: VerifyJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(backups::verify(&ctx, job).await)
+}
+
+/// Runs the job workers of this process (named `name`) until `shutdown`
+/// resolves; jobs in flight then get a grace period to finish, and any cut
+/// short are taken up again by a worker once this one's lease lapsed.
+pub async fn run(
+    ctx: JobContext,
+    name: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    queue::setup(&ctx.pg).await?;
+    let s = ctx.settings.clone();
+    let backup = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-backup");
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(PostgresStorage::<BackupJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Backup)).with_pubsub())
+                .concurrency(s.backup_concurrency.max(1))
+                .data(ctx.clone())
+                .build(run_backup)
+        }
+    };
+    let restore = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-restore");
+        let n = s.restore_concurrency.max(1);
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(PostgresStorage::<RestoreJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Restore)).with_pubsub())
+                .concurrency(n)
+                .data(ctx.clone())
+                .build(run_restore)
+        }
+    };
+    let verify = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-verify");
+        let n = s.restore_concurrency.max(1);
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(PostgresStorage::<VerifyJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Verify)).with_pubsub())
+                .concurrency(n)
+                .data(ctx.clone())
+                .build(run_verify)
+        }
+    };
+    tracing::info!(worker = name, "job workers starting");
+    Monitor::new()
+        .register(backup)
+        .register(restore)
+        .register(verify)
+        .shutdown_timeout(std::time::Duration::from_secs(30))
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .map_err(|e| JobError::Transient(format!("job workers: {e}")))
+}
