@@ -117,3 +117,17 @@ if ! command -v mariadb >/dev/null || ! my_up >/dev/null 2>&1; then
   fi
 fi
 log "mariadb ok ($(mariadb --protocol=TCP -h 127.0.0.1 -u root -N -e 'SELECT version()' 2>/dev/null))"
+
+# --- moto (the backup crate's S3 tests) --------------------------------------
+# backup/tests/s3.rs starts its own S3-compatible server per test
+# (`python3 -m moto.server` on a spare port) and checks presigned URLs with
+# botocore, which moto brings; only the packages are needed here.
+command -v python3 >/dev/null || apt_install python3 python3-pip
+if ! python3 -c 'import moto.server, flask, botocore' >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing moto[server] from PyPI"
+  # Debian's own python3 refuses pip installs (PEP 668) unless told.
+  python3 -m pip install -q 'moto[server]' \
+    || python3 -m pip install -q --break-system-packages 'moto[server]'
+fi
+log "moto ok ($(python3 -c 'import moto; print(moto.__version__)'))"

@@ -11,8 +11,10 @@
 //! - [`compression`]: none, gzip, zstd, streaming.
 //! - [`crypto`]: envelope encryption, AES-256-GCM in an authenticated
 //!   chunked stream (truncation and reordering detected), master keys by id.
-//! - [`store`]: `object_store` (a local directory by default), written by
-//!   multipart upload, never visible under its name before it completed.
+//! - [`store`]: `object_store` (a local directory by default, an
+//!   S3-compatible bucket by configuration: [`BackupStore::from_url`],
+//!   [`BackupStore::from_env`]), written by multipart upload, never visible
+//!   under its name before it completed; presigned download URLs for S3.
 //! - [`run_backup`] and [`run_restore`]: the two pipelines. A restore checks
 //!   the stored checksum before it touches the target, replays into a
 //!   scratch database and swaps it in only when everything succeeded.
@@ -21,8 +23,8 @@
 //! 64 KiB between stages, a few 5 MiB upload parts); nothing is buffered
 //! whole in memory or in a temporary file. Errors are typed
 //! ([`BackupError`]) and classified transient or permanent for retries.
-//! Not here yet: masking, SSH/docker transports, S3 configuration,
-//! progress percentages (callers get bytes read and compute them).
+//! Not here yet: masking, SSH/docker transports, progress percentages
+//! (callers get bytes read and compute them).
 
 pub mod backup;
 pub mod compression;
@@ -39,5 +41,5 @@ pub use crypto::Keyring;
 pub use engine::{Connection, DatabaseInfo, Engine, EngineKind};
 pub use error::{BackupError, ErrorClass, Result, ToolFailure};
 pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
-pub use store::BackupStore;
+pub use store::{BackupStore, S3Options};
 pub use transport::{Local, Process, ToolCommand, Transport};
