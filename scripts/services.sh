@@ -117,3 +117,12 @@ if ! command -v mariadb >/dev/null || ! my_up >/dev/null 2>&1; then
   fi
 fi
 log "mariadb ok ($(mariadb --protocol=TCP -h 127.0.0.1 -u root -N -e 'SELECT version()' 2>/dev/null))"
+
+# --- OpenSSH server binary (backup SSH transport tests) -----------------------
+# The backup crate's SSH and docker transport tests start their own sshd
+# (generated config and keys, a spare port on 127.0.0.1, killed afterwards);
+# they only need the binary and its privilege separation directory. Nothing
+# here starts or configures a system sshd.
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
+$SUDO mkdir -p /run/sshd
+log "sshd binary ok ($(/usr/sbin/sshd -V 2>&1 | head -n1))"

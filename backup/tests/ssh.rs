@@ -441,3 +441,38 @@ async fn tool_failures_come_back_as_tool_errors() {
         .unwrap();
     assert!(!missing);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_process_stops_the_remote_tool() {
+    let sshd = Sshd::start("");
+    let ssh = Ssh::new(sshd.config()).unwrap();
+    let running = || async {
+        run_capture(&ssh, &ToolCommand::new("ps").arg("-eo").arg("args"))
+            .await
+            .unwrap()
+            .lines()
+            .any(|l| l.trim() == "sleep 61.2345")
+    };
+    let cmd = ToolCommand::new("sh").arg("-c").arg("exec sleep 61.2345");
+    let p = ssh.spawn(&cmd).await.unwrap();
+    let mut seen = false;
+    for _ in 0..50 {
+        if running().await {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the tool never showed up");
+    drop(p);
+    for _ in 0..50 {
+        if !running().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the tool outlived its dropped Process; sshd log:\n{}",
+        sshd.log()
+    );
+}

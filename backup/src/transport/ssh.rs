@@ -28,6 +28,15 @@
 //! the same way: `-e NAME` without `=value` makes the docker CLI take the
 //! value from its own environment, which the wrapper just exported.
 //!
+//! **Dropping a [`Process`]** before its exit stops the remote tool: a
+//! `signal` request (TERM) on its channel, and, because OpenSSH refuses
+//! those where it runs a session without privilege separation (root
+//! logins), a `kill -TERM <pid>` from a second channel too (the wrapper
+//! reports its pid, which `exec` hands to the tool, as the first line of
+//! stderr; that line is kept out of the tool's stderr). For [`Docker`] this
+//! stops the `docker exec` client, which does not always stop the process
+//! in the container.
+//!
 //! The remote login shell must understand POSIX single quotes (sh, bash,
 //! dash, zsh, ksh do) and `sh` must be on its `PATH`.
 //!
@@ -49,10 +58,15 @@ use tokio::sync::oneshot;
 use super::{tool_exit, Process, StderrTail, ToolCommand, Transport};
 use crate::error::{BackupError, ErrorClass, Result};
 
-/// The shell program that reads the environment from stdin, then becomes
-/// the tool (`"$@"`). It holds no single quote, so it quotes as it is.
-const WRAPPER: &str = "while IFS= read -r sluice_env && [ -n \"$sluice_env\" ]; do \
+/// The shell program that reports its pid on stderr (the tool's pid once it
+/// `exec`s, for stopping it), reads the environment from stdin, then
+/// becomes the tool (`"$@"`). It holds no single quote, so it quotes as it
+/// is.
+const WRAPPER: &str =
+    "echo \"sluice-pid $$\" >&2; while IFS= read -r sluice_env && [ -n \"$sluice_env\" ]; do \
 export \"$sluice_env\" || exit 126; done; unset sluice_env; exec \"$@\"";
+/// The wrapper's first stderr line, before the pid.
+const PID_PREFIX: &[u8] = b"sluice-pid ";
 /// How much of the tool's stdout may wait for the caller to read it.
 const STDOUT_BUFFER: usize = 64 * 1024;
 
@@ -138,7 +152,7 @@ pub struct Ssh {
     connect_timeout: Duration,
     expected_host_key: Option<String>,
     seen_host_key: Arc<Mutex<Option<String>>>,
-    connection: tokio::sync::Mutex<Option<Handle<HostKeyCheck>>>,
+    connection: tokio::sync::Mutex<Option<Arc<Handle<HostKeyCheck>>>>,
 }
 
 impl fmt::Debug for Ssh {
@@ -206,7 +220,7 @@ impl Ssh {
         if slot.as_ref().is_some_and(|h| !h.is_closed()) {
             return Ok(());
         }
-        *slot = Some(self.handshake().await?);
+        *slot = Some(Arc::new(self.handshake().await?));
         Ok(())
     }
 
@@ -317,12 +331,13 @@ impl Ssh {
         })
     }
 
-    /// A new session channel, on the kept connection when it still works.
-    async fn channel(&self) -> Result<russh::Channel<Msg>> {
+    /// A new session channel, on the kept connection when it still works,
+    /// and that connection.
+    async fn channel(&self) -> Result<(russh::Channel<Msg>, Arc<Handle<HostKeyCheck>>)> {
         let mut slot = self.connection.lock().await;
         if let Some(handle) = slot.as_ref().filter(|h| !h.is_closed()) {
             match handle.channel_open_session().await {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, Arc::clone(handle))),
                 Err(e) => tracing::debug!(error = %e, "ssh connection lost, reconnecting"),
             }
         }
@@ -332,8 +347,9 @@ impl Ssh {
             .channel_open_session()
             .await
             .map_err(|e| self.russh_error(e))?;
-        *slot = Some(handle);
-        Ok(channel)
+        let handle = Arc::new(handle);
+        *slot = Some(Arc::clone(&handle));
+        Ok((channel, handle))
     }
 
     /// Runs `argv` (wrapped) with `cmd`'s environment and pipes.
@@ -341,7 +357,7 @@ impl Ssh {
         let preamble = env_preamble(&cmd.env)?;
         let line = wrapped(&argv);
         tracing::debug!(command = ?cmd, target = %self.target(), "starting tool over ssh");
-        let channel = self.channel().await?;
+        let (channel, connection) = self.channel().await?;
         channel
             .exec(true, line)
             .await
@@ -383,6 +399,7 @@ impl Ssh {
             cancel_rx,
             cmd.program.clone(),
             self.target(),
+            connection,
         ));
         let exit = Box::pin(async move {
             // Dropping this future before the tool ended drops the sender,
@@ -610,8 +627,10 @@ async fn pump(
     mut cancel: oneshot::Receiver<()>,
     tool: String,
     target: String,
+    connection: Arc<Handle<HostKeyCheck>>,
 ) -> Result<()> {
     let mut tail = StderrTail::default();
+    let mut pid = PidLine::default();
     let mut exit = None;
     let mut refused = false;
     loop {
@@ -632,7 +651,7 @@ async fn pump(
                         }
                     }
                 }
-                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => tail.push(&data),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => pid.feed(&data, &mut tail),
                 Some(ChannelMsg::Eof) => stdout = None,
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Exit::Code(exit_status)),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
@@ -649,13 +668,20 @@ async fn pump(
             }
             _ = &mut cancel => {
                 // The Process was dropped before the tool ended: stop it.
+                // OpenSSH refuses `signal` requests where it runs sessions
+                // without privilege separation (root logins), so the tool
+                // is also killed by pid from a second channel.
                 let _ = write.signal(Sig::TERM).await;
+                if let Some(pid) = pid.pid {
+                    kill(&connection, pid).await;
+                }
                 let _ = write.close().await;
                 return Ok(());
             }
         }
     }
     drop(stdout);
+    pid.finish(&mut tail);
     let stderr = tail.finish();
     match exit {
         Some(Exit::Code(code)) => tool_exit(
@@ -679,6 +705,69 @@ async fn pump(
             true,
             stderr,
         ),
+    }
+}
+
+/// Picks the wrapper's `sluice-pid N` line out of the start of stderr
+/// (after whatever the login shell printed first) and passes the rest on.
+#[derive(Default)]
+struct PidLine {
+    buf: Vec<u8>,
+    done: bool,
+    pid: Option<u32>,
+}
+
+impl PidLine {
+    /// Moves what belongs to the tool's stderr into `tail`.
+    fn feed(&mut self, mut data: &[u8], tail: &mut StderrTail) {
+        while !self.done {
+            let Some(nl) = data.iter().position(|&b| b == b'\n') else {
+                self.buf.extend_from_slice(data);
+                if self.buf.len() > 4096 {
+                    self.finish(tail);
+                }
+                return;
+            };
+            self.buf.extend_from_slice(&data[..nl]);
+            data = &data[nl + 1..];
+            let line = std::mem::take(&mut self.buf);
+            match line.strip_prefix(PID_PREFIX) {
+                Some(n) => {
+                    self.pid = std::str::from_utf8(n)
+                        .ok()
+                        .and_then(|n| n.trim().parse().ok());
+                    self.done = true;
+                }
+                // Not ours (a login script's output): the tool's, as it were.
+                None => {
+                    tail.push(&line);
+                    tail.push(b"\n");
+                }
+            }
+        }
+        tail.push(data);
+    }
+
+    /// Gives up looking; what was held back goes to `tail`.
+    fn finish(&mut self, tail: &mut StderrTail) {
+        self.done = true;
+        tail.push(&std::mem::take(&mut self.buf));
+    }
+}
+
+/// Sends SIGTERM to `pid` on the remote host, from a channel of its own.
+async fn kill(connection: &Handle<HostKeyCheck>, pid: u32) {
+    let Ok(mut channel) = connection.channel_open_session().await else {
+        return;
+    };
+    if channel
+        .exec(false, format!("kill -TERM {pid}"))
+        .await
+        .is_ok()
+    {
+        let _ = channel.eof().await;
+        let wait = async { while channel.wait().await.is_some() {} };
+        let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
     }
 }
 
@@ -823,6 +912,18 @@ mod tests {
             String::from_utf8(out.stdout).unwrap(),
             " x 'y' \\n $Z ||C=not env\n\nrest\\ of stdin\n"
         );
+    }
+
+    #[test]
+    fn pid_line_is_taken_out_of_stderr() {
+        let mut pid = PidLine::default();
+        let mut tail = StderrTail::default();
+        pid.feed(b"motd\nsluice-p", &mut tail);
+        pid.feed(b"id 4242\npg_dump: err", &mut tail);
+        pid.feed(b"or\n", &mut tail);
+        pid.finish(&mut tail);
+        assert_eq!(pid.pid, Some(4242));
+        assert_eq!(tail.finish(), "motd\npg_dump: error");
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl Sshd {
              PermitRootLogin prohibit-password\n\
              PasswordAuthentication no\n\
              KbdInteractiveAuthentication no\n\
-             LogLevel VERBOSE\n\
+             LogLevel DEBUG1\n\
              {extra}\n",
             extra = extra.replace("{dir}", &d.to_string())
         );
