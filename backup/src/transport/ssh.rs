@@ -397,9 +397,11 @@ impl Ssh {
             stdout_sink,
             stdin_dropped,
             cancel_rx,
-            cmd.program.clone(),
-            self.target(),
-            connection,
+            Remote {
+                tool: cmd.program.clone(),
+                target: self.target(),
+                connection,
+            },
         ));
         let exit = Box::pin(async move {
             // Dropping this future before the tool ended drops the sender,
@@ -616,6 +618,13 @@ enum Exit {
     Signal(String),
 }
 
+/// Which tool runs where, for its verdict and for stopping it.
+struct Remote {
+    tool: String,
+    target: String,
+    connection: Arc<Handle<HostKeyCheck>>,
+}
+
 /// Moves the channel's messages: data to the caller's stdout pipe (or
 /// nowhere), extended data (stderr) into the kept tail, and the exit
 /// status or signal into the tool's verdict.
@@ -625,10 +634,13 @@ async fn pump(
     mut stdout: Option<DuplexStream>,
     mut stdin_dropped: Option<oneshot::Receiver<()>>,
     mut cancel: oneshot::Receiver<()>,
-    tool: String,
-    target: String,
-    connection: Arc<Handle<HostKeyCheck>>,
+    remote: Remote,
 ) -> Result<()> {
+    let Remote {
+        tool,
+        target,
+        connection,
+    } = remote;
     let mut tail = StderrTail::default();
     let mut pid = PidLine::default();
     let mut exit = None;
