@@ -131,3 +131,12 @@ if ! python3 -c 'import moto.server, flask, botocore' >/dev/null 2>&1; then
     || python3 -m pip install -q --break-system-packages 'moto[server]'
 fi
 log "moto ok ($(python3 -c 'import moto; print(moto.__version__)'))"
+
+# --- OpenSSH server binary (backup SSH transport tests) -----------------------
+# The backup crate's SSH and docker transport tests start their own sshd
+# (generated config and keys, a spare port on 127.0.0.1, killed afterwards);
+# they only need the binary and its privilege separation directory. Nothing
+# here starts or configures a system sshd.
+[ -x /usr/sbin/sshd ] || apt_install openssh-server
+$SUDO mkdir -p /run/sshd
+log "sshd binary ok ($(/usr/sbin/sshd -V 2>&1 | head -n1))"

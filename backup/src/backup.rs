@@ -129,7 +129,7 @@ async fn backup(store: &BackupStore, req: BackupRequest<'_>) -> Result<BackupOut
         size: 0,
     };
     let cmd = req.engine.dump_command(req.connection, req.database);
-    let mut process = req.transport.spawn(&cmd)?;
+    let mut process = req.transport.spawn(&cmd).await?;
     let stdout = process
         .stdout
         .take()

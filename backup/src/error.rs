@@ -1,9 +1,10 @@
 //! The crate's one error type, and whether retrying can help.
 //!
 //! The job queue retries transient failures (a dropped connection, a tool
-//! killed by a signal, an object store that did not answer) with backoff and
-//! gives up at once on permanent ones (authentication refused, the database
-//! missing, a checksum mismatch, a wrong key).
+//! killed by a signal, an SSH connection refused or reset, an object store
+//! that did not answer) with backoff and gives up at once on permanent ones
+//! (authentication refused, the database missing, a checksum mismatch, a
+//! wrong key, an SSH host key that changed).
 
 use std::io;
 
@@ -117,6 +118,30 @@ pub enum BackupError {
     /// A bad argument (database name, object key, checksum text).
     #[error("invalid {0}")]
     Invalid(String),
+    /// The SSH server presented a host key other than the one expected for
+    /// it (both SHA-256 fingerprints, OpenSSH `SHA256:…` form): possibly a
+    /// man in the middle, or a reinstalled server. Permanent until someone
+    /// checks and updates the stored fingerprint.
+    #[error(
+        "ssh host key mismatch for {host}: expected {expected}, the server presented {presented}"
+    )]
+    HostKeyMismatch {
+        host: String,
+        expected: String,
+        presented: String,
+    },
+    /// The SSH server refused the credentials (password or private key).
+    #[error("ssh authentication refused for {user}@{host}")]
+    SshAuthRefused { user: String, host: String },
+    /// The SSH connection failed: refused, reset, timed out, dropped
+    /// (transient), or the server and this client share no algorithm
+    /// (permanent).
+    #[error("ssh {host}: {message}")]
+    Ssh {
+        host: String,
+        message: String,
+        class: ErrorClass,
+    },
     /// Something this crate does not do (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -137,6 +162,10 @@ impl BackupError {
                 _ => ErrorClass::Transient,
             },
             BackupError::Io(_) => ErrorClass::Transient,
+            BackupError::Ssh { class, .. } => *class,
+            BackupError::HostKeyMismatch { .. } | BackupError::SshAuthRefused { .. } => {
+                ErrorClass::Permanent
+            }
             BackupError::Store(e) => match e {
                 object_store::Error::NotFound { .. }
                 | object_store::Error::InvalidPath { .. }

@@ -5,9 +5,11 @@
 //!
 //! - [`engine`]: PostgreSQL (`pg_dump` plain SQL / `psql`) and MySQL/MariaDB
 //!   (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
-//! - [`transport`]: where those tools run ([`Local`] today; SSH and docker
-//!   later behind the same [`Transport`] trait). Passwords go through the
-//!   tools' environment, never their command line.
+//! - [`transport`]: where those tools run, behind the [`Transport`] trait:
+//!   [`Local`] (a child process), [`Ssh`] (another host, one SSH connection
+//!   per transport, host keys pinned or trusted on first use) and [`Docker`]
+//!   (`docker exec` over that SSH connection). Passwords go through the
+//!   tools' environment, never their command line, remote ones included.
 //! - [`compression`]: none, gzip, zstd, streaming.
 //! - [`crypto`]: envelope encryption, AES-256-GCM in an authenticated
 //!   chunked stream (truncation and reordering detected), master keys by id.
@@ -23,8 +25,7 @@
 //! 64 KiB between stages, a few 5 MiB upload parts); nothing is buffered
 //! whole in memory or in a temporary file. Errors are typed
 //! ([`BackupError`]) and classified transient or permanent for retries.
-//! Not here yet: masking, SSH/docker transports, progress percentages
-//! (callers get bytes read and compute them).
+//! Progress percentages are the caller's (it gets bytes read).
 
 pub mod backup;
 pub mod compression;
@@ -42,4 +43,4 @@ pub use engine::{Connection, DatabaseInfo, Engine, EngineKind};
 pub use error::{BackupError, ErrorClass, Result, ToolFailure};
 pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
 pub use store::{BackupStore, S3Options};
-pub use transport::{Local, Process, ToolCommand, Transport};
+pub use transport::{Docker, Local, Process, Ssh, SshAuth, SshConfig, ToolCommand, Transport};

@@ -165,7 +165,7 @@ async fn replay(
     expected: &str,
 ) -> Result<u64> {
     let cmd = req.engine.restore_command(req.connection, scratch);
-    let mut process = req.transport.spawn(&cmd)?;
+    let mut process = req.transport.spawn(&cmd).await?;
     let stdin = process
         .stdin
         .take()

@@ -3,6 +3,8 @@
 //! the real command line clients.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::path::PathBuf;
 use std::process::Command;
 
