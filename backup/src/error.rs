@@ -117,6 +117,10 @@ pub enum BackupError {
     /// A bad argument (database name, object key, checksum text).
     #[error("invalid {0}")]
     Invalid(String),
+    /// Masking refused the rules or could not mask the dump safely (a
+    /// rule the column's type cannot take, an unparseable dump).
+    #[error(transparent)]
+    Mask(#[from] crate::mask::MaskError),
     /// Something this crate does not do (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -150,6 +154,7 @@ impl BackupError {
             | BackupError::UnknownKey(_)
             | BackupError::Decompress(_)
             | BackupError::Invalid(_)
+            | BackupError::Mask(_)
             | BackupError::Unsupported(_) => ErrorClass::Permanent,
         }
     }

@@ -3,8 +3,8 @@
 //! One job: **dump → compress → encrypt → checksum → store**, and the
 //! reverse, **fetch → verify checksum → decrypt → decompress → restore**.
 //!
-//! - [`engine`]: PostgreSQL (`pg_dump` plain SQL / `psql`) and MySQL/MariaDB
-//!   (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
+//! - [`engine`]: PostgreSQL (`pg_dump` custom format / `pg_restore`) and
+//!   MySQL/MariaDB (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
 //! - [`transport`]: where those tools run ([`Local`] today; SSH and docker
 //!   later behind the same [`Transport`] trait). Passwords go through the
 //!   tools' environment, never their command line.
@@ -13,6 +13,9 @@
 //!   chunked stream (truncation and reordering detected), master keys by id.
 //! - [`store`]: `object_store` (a local directory by default), written by
 //!   multipart upload, never visible under its name before it completed.
+//! - [`mask`]: column masking rules ([`MaskingRules`]) applied while a
+//!   restore's SQL streams into the database, so unmasked values never
+//!   reach it.
 //! - [`run_backup`] and [`run_restore`]: the two pipelines. A restore checks
 //!   the stored checksum before it touches the target, replays into a
 //!   scratch database and swaps it in only when everything succeeded.
@@ -21,7 +24,7 @@
 //! 64 KiB between stages, a few 5 MiB upload parts); nothing is buffered
 //! whole in memory or in a temporary file. Errors are typed
 //! ([`BackupError`]) and classified transient or permanent for retries.
-//! Not here yet: masking, SSH/docker transports, S3 configuration,
+//! Not here yet: SSH/docker transports, S3 configuration,
 //! progress percentages (callers get bytes read and compute them).
 
 pub mod backup;
@@ -29,6 +32,7 @@ pub mod compression;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod mask;
 pub mod restore;
 pub mod store;
 pub mod transport;
@@ -36,8 +40,9 @@ pub mod transport;
 pub use backup::{run_backup, BackupOutcome, BackupRequest, ProgressFn};
 pub use compression::Compression;
 pub use crypto::Keyring;
-pub use engine::{Connection, DatabaseInfo, Engine, EngineKind};
+pub use engine::{Connection, DatabaseInfo, Engine, EngineKind, MaskedRestore};
 pub use error::{BackupError, ErrorClass, Result, ToolFailure};
+pub use mask::{MaskError, MaskingRules, Strategy};
 pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
 pub use store::BackupStore;
 pub use transport::{Local, Process, ToolCommand, Transport};

@@ -88,6 +88,7 @@ async fn large_dump_streams_in_bounded_memory() {
             compression: Compression::None,
             decryption: Some(&keys),
             progress: None,
+            masking: None,
         },
     )
     .await
