@@ -534,3 +534,143 @@ pub fn encode_value(value: Option<&[u8]>, out: &mut Vec<u8>) {
     }
     out.push(b'\'');
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::MaskingRules;
+
+    fn rules() -> MaskingRules {
+        MaskingRules::parse(
+            b"k".to_vec(),
+            [("email", "hash"), ("phone", "randomize"), ("ssn", "null")],
+        )
+        .unwrap()
+    }
+
+    fn run(rules: &MaskingRules, input: &[u8], piece: usize) -> Result<Vec<u8>, MaskError> {
+        let mut f = InsertFilter::new(Masker::new(rules).unwrap());
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            f.feed(chunk, &mut out)?;
+        }
+        f.finish(&mut out)?;
+        Ok(out)
+    }
+
+    const CREATE: &str = "CREATE TABLE `t` (\n  `id` int(11) NOT NULL,\n  `Email` varchar(64) NOT NULL,\n  `email_verified` varchar(20) DEFAULT NULL,\n  `phone` varchar(20) DEFAULT NULL,\n  `ssn` varchar(20) DEFAULT NULL,\n  `bin` varbinary(10) DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n";
+
+    #[test]
+    fn values_decode() {
+        assert_eq!(decode_value(b"NULL").unwrap(), None);
+        assert_eq!(
+            decode_value(b"'a\\'b''c\\\\d\\n\\t\\0\\Z\\%'")
+                .unwrap()
+                .unwrap(),
+            b"a'b'c\\d\n\t\0\x1a\\%"
+        );
+        assert_eq!(decode_value(b"0x00FF").unwrap().unwrap(), b"\x00\xff");
+        assert_eq!(decode_value(b"X'41'").unwrap().unwrap(), b"A");
+        assert_eq!(decode_value(b"_binary '\\0x'").unwrap().unwrap(), b"\0x");
+        assert_eq!(decode_value(b"_utf8mb4'x'").unwrap().unwrap(), b"x");
+        assert_eq!(decode_value(b"b'100000001'").unwrap().unwrap(), b"\x01\x01");
+        assert_eq!(decode_value(b"-12.5e3").unwrap().unwrap(), b"-12.5e3");
+        assert!(decode_value(b"'open").is_err());
+        assert!(decode_value(b"0xZZ").is_err());
+        let mut out = Vec::new();
+        encode_value(Some(b"a'b\\c\n\0"), &mut out);
+        assert_eq!(out, b"'a\\'b\\\\c\\n\\0'");
+        out.clear();
+        encode_value(Some(b"\xff"), &mut out);
+        assert_eq!(out, b"0xFF");
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_insert_header(b"INSERT INTO `a``b` VALUES").unwrap(),
+            ("a`b".into(), None)
+        );
+        assert_eq!(
+            parse_insert_header(b"INSERT INTO `t` (`x`, `y`) VALUES").unwrap(),
+            ("t".into(), Some(vec!["x".into(), "y".into()]))
+        );
+        assert!(parse_insert_header(b"INSERT INTO t VALUES").is_err());
+    }
+
+    #[test]
+    fn masks_only_matched_columns_in_any_piece_size() {
+        let r = rules();
+        let m = Masker::new(&r).unwrap();
+        let dump = format!(
+            "{CREATE}LOCK TABLES `t` WRITE;\n\
+             INSERT INTO `t` VALUES\n\
+             (1,'a\\'b,(c)@x.org','a\\'b,(c)@x.org','+1 (555)','1-2',0x00FF),\n\
+             (2,'\\\\\t\\n é','yes',NULL,NULL,NULL);\n\
+             INSERT INTO `u` VALUES (1,'x');\n\
+             UNLOCK TABLES;\n"
+        )
+        .replace("INSERT INTO `u`", "CREATE TABLE `u` (\n  `email` text,\n  `other` text\n) ENGINE=InnoDB;\nINSERT INTO `u`");
+        let h1 = String::from_utf8(m.hash(b"a'b,(c)@x.org")).unwrap();
+        let h2 = String::from_utf8(m.hash("\\\t\n é".as_bytes())).unwrap();
+        let hx = String::from_utf8(m.hash(b"1")).unwrap();
+        for piece in [1, 2, 3, 7, 64, 1 << 16] {
+            let out = String::from_utf8(run(&r, dump.as_bytes(), piece).unwrap()).unwrap();
+            assert!(out.starts_with(CREATE), "{out}");
+            let row1 = out.lines().find(|l| l.starts_with("(1,")).unwrap();
+            let prefix = format!("(1,'{h1}','a\\'b,(c)@x.org','+");
+            assert!(row1.starts_with(&prefix), "{row1}");
+            assert!(row1.ends_with("',NULL,0x00FF),"), "{row1}");
+            let phone = &row1[prefix.len() - 1..row1.len() - "',NULL,0x00FF),".len()];
+            assert_eq!(phone.len(), 8, "{phone}");
+            assert_ne!(phone, "+1 (555)");
+            assert_eq!(&phone[2..4], " (");
+            let row2 = out.lines().find(|l| l.starts_with("(2,")).unwrap();
+            let prefix = format!("(2,'{h2}','yes','");
+            assert!(row2.starts_with(&prefix), "{row2}");
+            assert!(row2.ends_with("',NULL,NULL);"), "{row2}");
+            assert!(
+                out.contains(&format!("INSERT INTO `u` VALUES ('{hx}','x');\n")),
+                "{out}"
+            );
+            assert!(out.ends_with("UNLOCK TABLES;\n"));
+        }
+    }
+
+    #[test]
+    fn unmatched_dumps_pass_byte_for_byte() {
+        let r = rules();
+        let dump = "CREATE TABLE `v` (\n  `a` text\n);\nINSERT INTO `v` VALUES ('x;\\'),(y)',0x01),(NULL,-1.5);\n-- INSERT INTO\n";
+        for piece in [1, 4, 1000] {
+            assert_eq!(run(&r, dump.as_bytes(), piece).unwrap(), dump.as_bytes());
+        }
+    }
+
+    #[test]
+    fn rules_the_column_type_cannot_take_are_refused() {
+        let r = MaskingRules::parse(b"k".to_vec(), [("email", "hash")]).unwrap();
+        let dump = "CREATE TABLE `t` (\n  `email` int(11) DEFAULT NULL\n);\n";
+        let err = run(&r, dump.as_bytes(), 5).unwrap_err();
+        assert!(matches!(err, MaskError::ColumnType { .. }), "{err}");
+        assert!(err.to_string().contains("t.email"), "{err}");
+        let dump = "CREATE TABLE `t` (\n  `email` varchar(16) DEFAULT NULL\n);\n";
+        assert!(run(&r, dump.as_bytes(), 5).is_err());
+        let r = MaskingRules::parse(b"k".to_vec(), [("ssn", "null")]).unwrap();
+        let dump = "CREATE TABLE `t` (\n  `ssn` text NOT NULL\n);\n";
+        assert!(run(&r, dump.as_bytes(), 5).is_err());
+        let r = MaskingRules::parse(b"k".to_vec(), [("born", "randomize")]).unwrap();
+        let dump = "CREATE TABLE `t` (\n  `born` date DEFAULT NULL\n);\n";
+        assert!(run(&r, dump.as_bytes(), 5).is_err());
+    }
+
+    #[test]
+    fn an_insert_for_an_unknown_table_or_cut_short_is_refused() {
+        let r = rules();
+        assert!(run(&r, b"INSERT INTO `x` VALUES (1);\n", 3).is_err());
+        let dump = format!("{CREATE}INSERT INTO `t` VALUES (1,'sec");
+        assert!(matches!(
+            run(&r, dump.as_bytes(), 3),
+            Err(MaskError::Truncated)
+        ));
+    }
+}

@@ -371,3 +371,136 @@ pub fn encode_field(value: Option<&[u8]>, out: &mut Vec<u8>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mask::MaskingRules;
+
+    fn rules() -> MaskingRules {
+        MaskingRules::parse(
+            b"k".to_vec(),
+            [("email", "hash"), ("phone", "randomize"), ("ssn", "null")],
+        )
+        .unwrap()
+    }
+
+    /// Runs `input` through the filter in pieces of `piece` bytes.
+    fn run(rules: &MaskingRules, input: &[u8], piece: usize) -> Result<Vec<u8>, MaskError> {
+        let mut f = CopyFilter::new(Masker::new(rules).unwrap());
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            f.feed(chunk, &mut out)?;
+        }
+        f.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn headers() {
+        let h = parse_copy_header(b"COPY public.\"Users\" (id, \"Email\", \"a \"\"b\"\", (c)\", email_verified) FROM stdin;\n").unwrap();
+        assert_eq!(
+            h,
+            Some(vec![
+                "id".into(),
+                "Email".into(),
+                "a \"b\", (c)".into(),
+                "email_verified".into()
+            ])
+        );
+        assert_eq!(
+            parse_copy_header(b"COPY public.t  FROM stdin;\n").unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(
+            parse_copy_header(b"COPY public.t (a) TO stdout;\n").unwrap(),
+            None
+        );
+        assert!(parse_copy_header(b"COPY public.t (a FROM stdin;\n").is_err());
+    }
+
+    #[test]
+    fn field_escapes_round_trip() {
+        assert_eq!(decode_field(b"\\N"), None);
+        assert_eq!(decode_field(b"\\\\N").unwrap(), b"\\N");
+        assert_eq!(
+            decode_field(b"a\\tb\\nc\\\\d\\re\\b\\f\\v").unwrap(),
+            b"a\tb\nc\\d\re\x08\x0c\x0b"
+        );
+        assert_eq!(
+            decode_field(b"\\101\\0\\x41\\x4a\\xg\\q").unwrap(),
+            b"A\0AJxgq"
+        );
+        assert_eq!(decode_field(b"\xc3\xa9").unwrap(), "é".as_bytes());
+        let mut out = Vec::new();
+        encode_field(Some(b"a\tb\nc\\d\re"), &mut out);
+        assert_eq!(out, b"a\\tb\\nc\\\\d\\re");
+        assert_eq!(decode_field(&out).unwrap(), b"a\tb\nc\\d\re");
+        out.clear();
+        encode_field(None, &mut out);
+        assert_eq!(out, b"\\N");
+    }
+
+    #[test]
+    fn masks_only_matched_columns_in_any_piece_size() {
+        let r = rules();
+        let m = Masker::new(&r).unwrap();
+        let script = "SET x = 1;\n\
+            COPY public.\"Users\" (id, \"Email\", email_verified, phone, ssn, note) FROM stdin;\n\
+            1\ta\\tb@x.org\tt\t+1 555\t123-45\tn\\\\o\\te é\n\
+            2\t\\N\t\\N\t\\N\t\\N\t\\N\n\
+            \\.\n\
+            COPY public.other (email) FROM stdin;\n\
+            a\\tb@x.org\n\
+            \\.\n\
+            SELECT 'COPY x (email) FROM stdin;';\n";
+        let hashed = String::from_utf8(m.hash(b"a\tb@x.org")).unwrap();
+        for piece in [1, 2, 3, 7, 64, 1 << 16] {
+            let out = String::from_utf8(run(&r, script.as_bytes(), piece).unwrap()).unwrap();
+            let lines: Vec<&str> = out.lines().collect();
+            assert_eq!(lines[0], "SET x = 1;");
+            assert_eq!(
+                lines[1],
+                "COPY public.\"Users\" (id, \"Email\", email_verified, phone, ssn, note) FROM stdin;"
+            );
+            let f: Vec<&str> = lines[2].split('\t').collect();
+            assert_eq!(f[0], "1");
+            assert_eq!(f[1], hashed);
+            assert_eq!(f[2], "t");
+            assert_ne!(f[3], "+1 555");
+            assert_eq!(f[3].len(), 6);
+            assert!(f[3].starts_with("+") && f[3].as_bytes()[2] == b' ');
+            assert_eq!(f[4], "\\N");
+            assert_eq!(f[5], "n\\\\o\\te é");
+            let f: Vec<&str> = lines[3].split('\t').collect();
+            assert_eq!(f[1], "\\N");
+            assert_eq!(f[2], "\\N");
+            assert_eq!(f[3].len(), 8);
+            assert_ne!(f[3], "\\N");
+            assert_eq!(f[4], "\\N");
+            assert_eq!(f[5], "\\N");
+            assert_eq!(lines[4], "\\.");
+            assert_eq!(lines[6], hashed);
+            assert_eq!(lines[7], "\\.");
+            // After `\.`, SQL again: not a COPY header at a line's start.
+            assert_eq!(lines[8], "SELECT 'COPY x (email) FROM stdin;';");
+            assert_eq!(lines.len(), 9);
+        }
+    }
+
+    #[test]
+    fn unmatched_scripts_pass_byte_for_byte() {
+        let r = rules();
+        let script = b"COPY t (a, b) FROM stdin;\n\\.x\t\\.\n\\\\.\n\\.\nCOPY\nCOP\n\nend";
+        for piece in [1, 5, 100] {
+            assert_eq!(run(&r, script, piece).unwrap(), script);
+        }
+    }
+
+    #[test]
+    fn a_script_cut_inside_data_is_refused() {
+        let r = rules();
+        let err = run(&r, b"COPY t (email) FROM stdin;\nsecret@x", 4).unwrap_err();
+        assert!(matches!(err, MaskError::Truncated), "{err}");
+    }
+}
