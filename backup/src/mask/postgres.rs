@@ -8,6 +8,12 @@
 //! `\x7f`) for everything else, so a raw tab or newline is always a
 //! delimiter. Fields of unmatched columns stream through; a matched field is
 //! held (capped at [`MAX_HELD`]), decoded, masked and encoded again.
+//!
+//! The filter does not lex SQL: a line inside a multi-line statement (a
+//! function body, say) that itself reads `COPY … FROM stdin;` would be
+//! taken for a COPY header. `pg_restore` never writes data any other way,
+//! so real table data is never missed; such a function body could only be
+//! over-masked, and would then most likely fail the restore.
 
 use super::{Filter, MaskError, Masker, Strategy, MAX_HELD};
 
