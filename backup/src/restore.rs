@@ -257,15 +257,26 @@ async fn replay_masked(
     let pumping = async {
         let pumped = mask::pump(filter.as_mut(), &mut *sql, &mut *replay_in).await;
         drop(sql);
-        drop(replay_in);
         pumped
     };
     let (fed, pumped) = tokio::join!(feeding, pumping);
+    // When this side stopped the stream (a masking error, a truncated
+    // script, a decryption failure), the replay tool is killed before it
+    // sees the end of its input, so it never commits a partial replay (the
+    // scratch database would be dropped anyway).
+    let ours = |e: Option<&BackupError>| e.is_some_and(|e| !matches!(e, BackupError::Io(_)));
+    let replayed = if ours(fed.as_ref().err()) || ours(pumped.as_ref().err()) {
+        drop(replay);
+        drop(replay_in);
+        Ok(())
+    } else {
+        drop(replay_in);
+        replay.exit.await
+    };
     let scripted = match script {
         Some(p) => p.exit.await,
         None => Ok(()),
     };
-    let replayed = replay.exit.await;
     // The first cause wins over its consequences: a stage that stopped
     // makes the next one see a broken pipe or an early end, and a replay
     // tool that failed makes the script tool die of SIGPIPE.
