@@ -142,6 +142,10 @@ pub enum BackupError {
         message: String,
         class: ErrorClass,
     },
+    /// Masking refused the rules or could not mask the dump safely (a
+    /// rule the column's type cannot take, an unparseable dump).
+    #[error(transparent)]
+    Mask(#[from] crate::mask::MaskError),
     /// Something this crate does not do (yet).
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -179,6 +183,7 @@ impl BackupError {
             | BackupError::UnknownKey(_)
             | BackupError::Decompress(_)
             | BackupError::Invalid(_)
+            | BackupError::Mask(_)
             | BackupError::Unsupported(_) => ErrorClass::Permanent,
         }
     }

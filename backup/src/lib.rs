@@ -3,8 +3,8 @@
 //! One job: **dump → compress → encrypt → checksum → store**, and the
 //! reverse, **fetch → verify checksum → decrypt → decompress → restore**.
 //!
-//! - [`engine`]: PostgreSQL (`pg_dump` plain SQL / `psql`) and MySQL/MariaDB
-//!   (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
+//! - [`engine`]: PostgreSQL (`pg_dump` custom format / `pg_restore`) and
+//!   MySQL/MariaDB (`mariadb-dump` / `mariadb`) behind the [`Engine`] trait.
 //! - [`transport`]: where those tools run, behind the [`Transport`] trait:
 //!   [`Local`] (a child process), [`Ssh`] (another host, one SSH connection
 //!   per transport, host keys pinned or trusted on first use) and [`Docker`]
@@ -17,6 +17,9 @@
 //!   S3-compatible bucket by configuration: [`BackupStore::from_url`],
 //!   [`BackupStore::from_env`]), written by multipart upload, never visible
 //!   under its name before it completed; presigned download URLs for S3.
+//! - [`mask`]: column masking rules ([`MaskingRules`]) applied while a
+//!   restore's SQL streams into the database, so unmasked values never
+//!   reach it.
 //! - [`run_backup`] and [`run_restore`]: the two pipelines. A restore checks
 //!   the stored checksum before it touches the target, replays into a
 //!   scratch database and swaps it in only when everything succeeded.
@@ -32,6 +35,7 @@ pub mod compression;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod mask;
 pub mod restore;
 pub mod store;
 pub mod transport;
@@ -39,8 +43,9 @@ pub mod transport;
 pub use backup::{run_backup, BackupOutcome, BackupRequest, ProgressFn};
 pub use compression::Compression;
 pub use crypto::Keyring;
-pub use engine::{Connection, DatabaseInfo, Engine, EngineKind};
+pub use engine::{Connection, DatabaseInfo, Engine, EngineKind, MaskedRestore};
 pub use error::{BackupError, ErrorClass, Result, ToolFailure};
+pub use mask::{MaskError, MaskingRules, Strategy};
 pub use restore::{run_restore, RestoreOutcome, RestoreRequest};
 pub use store::{BackupStore, S3Options};
 pub use transport::{Docker, Local, Process, Ssh, SshAuth, SshConfig, ToolCommand, Transport};

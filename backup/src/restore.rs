@@ -13,19 +13,27 @@
 //! 3. Only when the tool succeeded and the second hash matches does the
 //!    engine swap the scratch database in (see each engine for how). On any
 //!    failure the scratch database is dropped and the target is untouched.
+//!
+//! With [`RestoreRequest::masking`], step 2 runs the engine's
+//! [`MaskedRestore`] instead: the decompressed dump goes (through the
+//! engine's script tool when it is not SQL text, e.g. `pg_restore
+//! --file=-`) into the masking filter in this process and from there into
+//! the replay tool, so unmasked values of matched columns never reach the
+//! database. Every stage runs concurrently over pipes with 64 KiB buffers.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use crate::backup::ProgressFn;
 use crate::compression::Compression;
-use crate::crypto::{check_header, Keyring, Opener};
-use crate::engine::{validate_database_name, Connection, Engine};
+use crate::crypto::{check_header, Keyring, Opener, CHUNK};
+use crate::engine::{validate_database_name, Connection, Engine, MaskedRestore};
 use crate::error::{BackupError, Result};
+use crate::mask::{self, MaskError, MaskingRules};
 use crate::store::BackupStore;
 use crate::transport::Transport;
 
@@ -44,6 +52,9 @@ pub struct RestoreRequest<'a> {
     pub decryption: Option<&'a Keyring>,
     /// Called with the stored bytes read so far in the restoring pass.
     pub progress: Option<ProgressFn>,
+    /// Mask matched columns while the data streams into the database
+    /// (`None`: restore every value as it was).
+    pub masking: Option<&'a MaskingRules>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +175,10 @@ async fn replay(
     scratch: &str,
     expected: &str,
 ) -> Result<u64> {
+    if let Some(rules) = req.masking {
+        let plan = req.engine.masked_restore(req.connection, scratch);
+        return replay_masked(store, req, plan, rules, expected).await;
+    }
     let cmd = req.engine.restore_command(req.connection, scratch);
     let mut process = req.transport.spawn(&cmd).await?;
     let stdin = process
@@ -185,6 +200,97 @@ async fn replay(
         (Err(e), _) => return Err(e),
         (Ok(_), Err(tool)) => return Err(tool),
         (Ok(v), Ok(())) => v,
+    };
+    if actual != expected {
+        return Err(BackupError::ChecksumMismatch {
+            expected: format!("sha256:{expected}"),
+            actual: format!("sha256:{actual}"),
+        });
+    }
+    Ok(read)
+}
+
+/// Pass 2 with masking: feed → [script tool] → filter → replay tool, all
+/// at once. Returns the stored bytes read.
+async fn replay_masked(
+    store: &BackupStore,
+    req: &RestoreRequest<'_>,
+    plan: MaskedRestore,
+    rules: &MaskingRules,
+    expected: &str,
+) -> Result<u64> {
+    let mut filter = mask::filter(plan.dialect, rules)?;
+    let mut replay = req.transport.spawn(&plan.replay)?;
+    let mut replay_in = replay
+        .stdin
+        .take()
+        .ok_or_else(|| BackupError::Invalid("replay command without stdin".into()))?;
+    let (feed_into, mut sql, script): (
+        Box<dyn AsyncWrite + Send + Unpin>,
+        Box<dyn AsyncRead + Send + Unpin>,
+        _,
+    ) = match &plan.script {
+        Some(cmd) => {
+            let mut p = req.transport.spawn(cmd)?;
+            let stdin = p
+                .stdin
+                .take()
+                .ok_or_else(|| BackupError::Invalid("script command without stdin".into()))?;
+            let stdout = p
+                .stdout
+                .take()
+                .ok_or_else(|| BackupError::Invalid("script command without stdout".into()))?;
+            (stdin, stdout, Some(p))
+        }
+        None => {
+            let (w, r) = tokio::io::duplex(CHUNK);
+            (Box::new(w), Box::new(r), None)
+        }
+    };
+    let mut decoder = req.compression.decoder(feed_into);
+    let feeding = async {
+        let fed = feed(store, req, &mut decoder).await;
+        // Closing the pipe tells the next stage the dump ended.
+        drop(decoder);
+        fed
+    };
+    let pumping = async {
+        let pumped = mask::pump(filter.as_mut(), &mut *sql, &mut *replay_in).await;
+        drop(sql);
+        pumped
+    };
+    let (fed, pumped) = tokio::join!(feeding, pumping);
+    // When this side stopped the stream (a masking error, a truncated
+    // script, a decryption failure), the replay tool is killed before it
+    // sees the end of its input, so it never commits a partial replay (the
+    // scratch database would be dropped anyway).
+    let ours = |e: Option<&BackupError>| e.is_some_and(|e| !matches!(e, BackupError::Io(_)));
+    let replayed = if ours(fed.as_ref().err()) || ours(pumped.as_ref().err()) {
+        drop(replay);
+        drop(replay_in);
+        Ok(())
+    } else {
+        drop(replay_in);
+        replay.exit.await
+    };
+    let scripted = match script {
+        Some(p) => p.exit.await,
+        None => Ok(()),
+    };
+    // The first cause wins over its consequences: a stage that stopped
+    // makes the next one see a broken pipe or an early end, and a replay
+    // tool that failed makes the script tool die of SIGPIPE.
+    let is_cause = |e: &BackupError| {
+        !matches!(
+            e,
+            BackupError::Io(_) | BackupError::Mask(MaskError::Truncated)
+        )
+    };
+    let (read, actual) = match (fed, pumped, replayed, scripted) {
+        (Err(e), ..) if is_cause(&e) => return Err(e),
+        (_, Err(e), ..) if is_cause(&e) => return Err(e),
+        (_, _, Err(e), _) | (_, _, _, Err(e)) | (_, Err(e), ..) | (Err(e), ..) => return Err(e),
+        (Ok(v), Ok(()), Ok(()), Ok(())) => v,
     };
     if actual != expected {
         return Err(BackupError::ChecksumMismatch {

@@ -6,7 +6,8 @@
 mod support;
 
 use sluice_backup::{
-    run_backup, run_restore, BackupRequest, Compression, EngineKind, Keyring, Local, RestoreRequest,
+    run_backup, run_restore, BackupRequest, Compression, EngineKind, Keyring, Local, MaskingRules,
+    RestoreRequest,
 };
 use support::*;
 
@@ -88,6 +89,7 @@ async fn large_dump_streams_in_bounded_memory() {
             compression: Compression::None,
             decryption: Some(&keys),
             progress: None,
+            masking: None,
         },
     )
     .await
@@ -112,6 +114,39 @@ async fn large_dump_streams_in_bounded_memory() {
     assert!(
         restore_growth < ALLOWED_GROWTH_MB,
         "restore grew RSS by {restore_growth} MB"
+    );
+
+    // Masked, the dump also crosses pg_restore's script and the filter.
+    let rules = MaskingRules::parse(b"memory key".to_vec(), [("body", "hash")]).unwrap();
+    reset_peak();
+    let base = status_kb("VmRSS:");
+    let masked = PgDb::name();
+    run_restore(
+        &store.store,
+        RestoreRequest {
+            engine: EngineKind::Postgres.engine(),
+            transport: &Local,
+            connection: &pg_conn(),
+            target_database: &masked.0,
+            object_key: "big",
+            expected_checksum: &out.checksum,
+            compression: Compression::None,
+            decryption: Some(&keys),
+            progress: None,
+            masking: Some(&rules),
+        },
+    )
+    .await
+    .unwrap();
+    let masked_growth = status_kb("VmHWM:").saturating_sub(base) / 1024;
+    eprintln!("masked restore: growth {masked_growth} MB");
+    assert_eq!(
+        pg_text(&masked.0, "SELECT count(*), sum(length(body)) FROM big"),
+        "40000|1280000"
+    );
+    assert!(
+        masked_growth < ALLOWED_GROWTH_MB,
+        "masked restore grew RSS by {masked_growth} MB"
     );
 
     // The same database is large enough to interrupt a backup midway.

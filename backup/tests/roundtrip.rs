@@ -67,6 +67,7 @@ async fn restore(
             compression,
             decryption: keys,
             progress: None,
+            masking: None,
         },
     )
     .await

@@ -15,7 +15,23 @@ pub use mysql::MySql;
 pub use postgres::Postgres;
 
 use crate::error::{BackupError, Result};
+use crate::mask::Dialect;
 use crate::transport::{ToolCommand, Transport};
+
+/// How a masked restore runs: the dump, turned into SQL text by `script`
+/// when it is not SQL already, passes through the masking filter for
+/// `dialect` (in this process) and into `replay`, all streaming.
+#[derive(Debug, Clone)]
+pub struct MaskedRestore {
+    /// Reads the dump on stdin and writes it as SQL on stdout
+    /// (PostgreSQL: `pg_restore --file=-`); `None` when the dump is SQL.
+    pub script: Option<ToolCommand>,
+    /// Replays SQL read on stdin into the database, stopping at the first
+    /// error.
+    pub replay: ToolCommand,
+    /// The SQL text the filter reads.
+    pub dialect: Dialect,
+}
 
 /// Where a database server listens and who to log in as.
 #[derive(Clone)]
@@ -88,6 +104,9 @@ pub trait Engine: Send + Sync + fmt::Debug {
     /// A command replaying a dump read from its stdin into `database`,
     /// stopping at the first error.
     fn restore_command(&self, conn: &Connection, database: &str) -> ToolCommand;
+
+    /// The commands of a masked restore into `database`.
+    fn masked_restore(&self, conn: &Connection, database: &str) -> MaskedRestore;
 
     fn database_exists<'a>(
         &'a self,
@@ -210,7 +229,12 @@ mod tests {
         };
         for kind in [EngineKind::Postgres, EngineKind::MySql] {
             let e = kind.engine();
-            for cmd in [e.dump_command(&conn, "db"), e.restore_command(&conn, "db")] {
+            let masked = e.masked_restore(&conn, "db");
+            for cmd in [
+                e.dump_command(&conn, "db"),
+                e.restore_command(&conn, "db"),
+                masked.replay,
+            ] {
                 assert!(cmd.args.iter().all(|a| !a.contains("s3cret")), "{cmd:?}");
                 assert!(cmd.env.iter().any(|(_, v)| v == "s3cret-pw"));
                 assert!(!format!("{cmd:?}").contains("s3cret"));

@@ -3,7 +3,9 @@
 //! Dumps are `mariadb-dump --single-transaction` (a consistent snapshot of
 //! InnoDB tables without locking them), binary columns as hex literals
 //! (`--hex-blob`) so the SQL text stays valid whatever the bytes, in
-//! utf8mb4. The password goes in `MYSQL_PWD`.
+//! utf8mb4. The password goes in `MYSQL_PWD`. The dump is SQL text, so a
+//! masked restore filters it on its way into `mariadb` (see
+//! [`crate::mask::mysql`]).
 //!
 //! MariaDB has no `RENAME DATABASE`. A restore replays into a scratch
 //! database; `swap_in` then moves the target's tables into a holding
@@ -17,8 +19,9 @@
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
+use super::{parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind, MaskedRestore};
 use crate::error::{BackupError, Result};
+use crate::mask::Dialect;
 use crate::transport::{run_capture, ToolCommand, Transport};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,6 +119,14 @@ impl Engine for MySql {
             .arg("--database")
             .arg(database)
             .with_stdin()
+    }
+
+    fn masked_restore(&self, conn: &Connection, database: &str) -> MaskedRestore {
+        MaskedRestore {
+            script: None,
+            replay: self.restore_command(conn, database),
+            dialect: Dialect::MariaDbDump,
+        }
     }
 
     fn server_version<'a>(

@@ -1,25 +1,37 @@
-//! PostgreSQL through `pg_dump` and `psql`.
+//! PostgreSQL through `pg_dump`, `pg_restore` and `psql`.
 //!
-//! Dumps are plain SQL (`pg_dump --format=plain`): table data arrives as
-//! `COPY … FROM stdin` blocks, one row a line, which a masking step can
-//! rewrite while the stream passes through, and which `psql` replays
-//! without a temporary file. (The custom format would allow selective and
-//! parallel `pg_restore`, but its data blocks are compressed inside the
-//! archive and its table of contents sits at the start, written after the
-//! data when the output is seekable: it cannot be masked in one pass.)
-//! Ownership and privileges are left out (`--no-owner --no-privileges`),
-//! so a dump restores on a server that lacks the source's roles.
+//! Dumps are pg_dump's custom format (`--format=custom`), written to stdout
+//! and streamed like any other dump. `--compress=0` leaves the archive's
+//! data blocks uncompressed, because Sluice compresses (and encrypts) the
+//! whole stream afterwards. Ownership and privileges are left out
+//! (`--no-owner --no-privileges`), so a dump restores on a server that
+//! lacks the source's roles. Written to a pipe, the archive has no data
+//! offsets in its table of contents and its data blocks come in the
+//! order the restore needs them, which is what lets `pg_restore` read it
+//! from a pipe in one sequential pass.
 //!
-//! A restore replays into a scratch database in one transaction
-//! (`--single-transaction`, `ON_ERROR_STOP`), then `swap_in` renames the
+//! A restore replays into a scratch database, then `swap_in` renames the
 //! target away and the scratch database to the target's name in one
 //! transaction (`ALTER DATABASE … RENAME`), and drops the old one.
+//! - Without masking, the archive streams into `pg_restore --dbname=<scratch>
+//!   --single-transaction --exit-on-error --no-owner --no-privileges` on
+//!   its stdin.
+//! - With masking, it streams into `pg_restore --file=-`, which turns the
+//!   archive into an SQL script on its stdout (table data as
+//!   `COPY … FROM stdin;` blocks, one row a line), through the masking
+//!   filter ([`crate::mask::postgres`]) in this process, and into
+//!   `psql --single-transaction -v ON_ERROR_STOP=1` on the scratch
+//!   database. All three run at once over pipes: nothing is held whole.
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
-use super::{parse_count_lines, parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind};
+use super::{
+    parse_count_lines, parse_database_lines, Connection, DatabaseInfo, Engine, EngineKind,
+    MaskedRestore,
+};
 use crate::error::Result;
+use crate::mask::Dialect;
 use crate::transport::{run_capture, ToolCommand, Transport};
 
 /// The database admin statements connect to.
@@ -79,7 +91,8 @@ impl Engine for Postgres {
 
     fn dump_command(&self, conn: &Connection, database: &str) -> ToolCommand {
         base("pg_dump", conn)
-            .arg("--format=plain")
+            .arg("--format=custom")
+            .arg("--compress=0")
             .arg("--no-owner")
             .arg("--no-privileges")
             .arg("--encoding=UTF8")
@@ -89,10 +102,33 @@ impl Engine for Postgres {
     }
 
     fn restore_command(&self, conn: &Connection, database: &str) -> ToolCommand {
-        psql(conn, database)
+        base("pg_restore", conn)
+            .arg("--dbname")
+            .arg(database)
             .arg("--single-transaction")
-            .arg("--file=-")
+            .arg("--exit-on-error")
+            .arg("--no-owner")
+            .arg("--no-privileges")
             .with_stdin()
+    }
+
+    fn masked_restore(&self, conn: &Connection, database: &str) -> MaskedRestore {
+        MaskedRestore {
+            // No connection: pg_restore only converts the archive to SQL.
+            script: Some(
+                ToolCommand::new("pg_restore")
+                    .arg("--file=-")
+                    .arg("--no-owner")
+                    .arg("--no-privileges")
+                    .with_stdin()
+                    .with_stdout(),
+            ),
+            replay: psql(conn, database)
+                .arg("--single-transaction")
+                .arg("--file=-")
+                .with_stdin(),
+            dialect: Dialect::PostgresScript,
+        }
     }
 
     fn server_version<'a>(
