@@ -146,21 +146,24 @@ pub async fn migrate(cfg: &Config) -> anyhow::Result<sqlx::PgPool> {
     Ok(pool)
 }
 
-/// The backup store `SLUICE_BACKUP_STORE` names (a local directory by
-/// default, under the data directory).
+/// The backup store `SLUICE_BACKUP_STORE` names: a directory (by default
+/// `backups` under the data directory) or `s3://bucket/prefix` with the
+/// `SLUICE_S3_*` settings.
 pub fn backup_store(cfg: &Config) -> anyhow::Result<sluice_backup::BackupStore> {
-    let dir = match cfg.backup_store.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => s.strip_prefix("file://").unwrap_or(s).to_string(),
+    let location = match cfg.backup_store.as_deref().filter(|s| !s.trim().is_empty()) {
+        Some(s) => s.to_string(),
         None => format!("{}/backups", cfg.data_dir.trim_end_matches('/')),
     };
-    sluice_backup::BackupStore::local(&dir).with_context(|| format!("backup store {dir}"))
+    let s3 = sluice_backup::S3Options::from_env().context("S3 settings (SLUICE_S3_*)")?;
+    sluice_backup::BackupStore::from_url(&location, &s3)
+        .with_context(|| format!("backup store {location}"))
 }
 
 /// The backup master keys: the current one and any earlier ones.
 pub fn keyring(cfg: &Config, secret: &str) -> anyhow::Result<sluice_backup::Keyring> {
     let master = cfg.backup_master_key.as_deref().unwrap_or(secret);
-    let mut ring = sluice_backup::Keyring::new(&cfg.backup_key_id, master)
-        .context("SLUICE_BACKUP_KEY_ID")?;
+    let mut ring =
+        sluice_backup::Keyring::new(&cfg.backup_key_id, master).context("SLUICE_BACKUP_KEY_ID")?;
     for entry in cfg
         .backup_previous_keys
         .as_deref()
@@ -419,6 +422,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 backup_store: store.clone(),
                 signing_secret: secret.to_string(),
                 public_url: cfg.public_url.clone(),
+                job_namespace: cfg.redis_prefix.clone(),
             },
         ))
     });
@@ -449,6 +453,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             keyring: keyring(cfg, &secret)?,
             secrets: secrets.clone(),
             live: sluice_storage::live::Publisher::new(redis.clone(), cfg.redis_prefix.clone()),
+            namespace: cfg.redis_prefix.clone(),
             masking_secret: secret.to_string(),
             settings: job_settings(cfg),
         };

@@ -99,6 +99,8 @@ pub struct ApiDeps {
     /// Sluice's public base URL for links it hands out (download URLs);
     /// the request's `Host` when unset.
     pub public_url: Option<String>,
+    /// The job queues' namespace (the deployment's Redis prefix).
+    pub job_namespace: String,
 }
 
 /// The one state every handler shares.
@@ -121,6 +123,7 @@ pub struct ApiState {
     pub backup_store: sluice_backup::BackupStore,
     pub signing_secret: Arc<str>,
     pub public_url: Option<String>,
+    pub job_namespace: String,
     /// Verified against when a username is unknown, to even out timing.
     pub dummy_hash: String,
 }
@@ -148,6 +151,7 @@ impl ApiState {
             backup_store: d.backup_store,
             signing_secret: Arc::from(d.signing_secret),
             public_url: d.public_url,
+            job_namespace: d.job_namespace,
             dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
         }
     }

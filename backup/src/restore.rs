@@ -220,7 +220,7 @@ async fn replay_masked(
     expected: &str,
 ) -> Result<u64> {
     let mut filter = mask::filter(plan.dialect, rules)?;
-    let mut replay = req.transport.spawn(&plan.replay)?;
+    let mut replay = req.transport.spawn(&plan.replay).await?;
     let mut replay_in = replay
         .stdin
         .take()
@@ -231,7 +231,7 @@ async fn replay_masked(
         _,
     ) = match &plan.script {
         Some(cmd) => {
-            let mut p = req.transport.spawn(cmd)?;
+            let mut p = req.transport.spawn(cmd).await?;
             let stdin = p
                 .stdin
                 .take()

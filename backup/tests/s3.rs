@@ -184,6 +184,7 @@ async fn restore(
     run_restore(
         store,
         RestoreRequest {
+            masking: None,
             engine: EngineKind::Postgres.engine(),
             transport: &Local,
             connection: &pg_conn(),

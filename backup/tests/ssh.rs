@@ -49,6 +49,7 @@ async fn round_trip(
     run_restore(
         &store.store,
         RestoreRequest {
+            masking: None,
             engine: kind.engine(),
             transport: restore_transport,
             connection: conn,

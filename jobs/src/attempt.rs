@@ -57,6 +57,10 @@ pub async fn finish<T>(ctx: &JobContext, task_id: &str, outcome: &Result<T, JobE
     if let Err(e) = r {
         tracing::error!(task_id, error = %e, "could not record the task's end");
     }
-    let label = if outcome.is_ok() { "completed" } else { "failed" };
+    let label = if outcome.is_ok() {
+        "completed"
+    } else {
+        "failed"
+    };
     metrics::counter!("sluice_jobs_finished_total", "outcome" => label).increment(1);
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sluice_backup::{run_backup, run_restore, BackupRequest, Compression, RestoreRequest};
+use sluice_backup::{
+    run_backup, run_restore, BackupRequest, Compression, MaskingRules, RestoreRequest,
+};
 use sluice_storage::pg::backups::{self, Backup};
 use sluice_storage::pg::servers;
 use tracing::Instrument;
@@ -17,6 +19,7 @@ use crate::context::JobContext;
 use crate::endpoint::{self, Endpoint};
 use crate::error::JobError;
 use crate::progress::{Event, Progress};
+use crate::signing;
 
 /// Take a backup that the API recorded as pending.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,7 +68,9 @@ async fn server_endpoint(ctx: &JobContext, tenant: Uuid, id: i64) -> Result<Endp
     let server = servers::get(&ctx.pg, tenant, id)
         .await?
         .ok_or_else(|| JobError::Permanent(format!("server {id} no longer exists")))?;
-    endpoint::resolve(&ctx.secrets, &server).map_err(JobError::Permanent)
+    endpoint::load(&ctx.pg, &ctx.secrets, &server)
+        .await?
+        .map_err(JobError::Permanent)
 }
 
 async fn load(ctx: &JobContext, tenant: Uuid, id: i64) -> Result<Backup, JobError> {
@@ -153,6 +158,7 @@ async fn backup_once(ctx: &JobContext, job: &BackupJob, event: &Event) -> Result
     let counts: serde_json::Map<String, Value> =
         counts.into_iter().map(|(t, n)| (t, json!(n))).collect();
     backups::set_table_counts(&ctx.pg, b.id, &Value::Object(counts)).await?;
+    ep.remember_host_key(&ctx.pg).await;
 
     let progress = Progress::start(ctx, event.clone(), Some(info.size_bytes));
     let outcome = run_backup(
@@ -191,6 +197,7 @@ async fn restore_into(
     ep: &Endpoint,
     b: &Backup,
     database: &str,
+    masking: Option<&MaskingRules>,
     event: &Event,
 ) -> Result<(), JobError> {
     let checksum = b
@@ -217,11 +224,13 @@ async fn restore_into(
             compression: compression(&b.compression_type)?,
             decryption: b.is_encrypted.then_some(&ctx.keyring),
             progress: Some(progress.callback()),
+            masking,
         },
     )
     .await;
     progress.stop().await;
     outcome?;
+    ep.remember_host_key(&ctx.pg).await;
     Ok(())
 }
 
@@ -239,15 +248,24 @@ pub async fn restore(ctx: &JobContext, job: RestoreJob) -> Result<(), JobError> 
             let b = load(ctx, job.tenant, job.backup_id).await?;
             let ep = server_endpoint(ctx, job.tenant, job.target_server_id).await?;
             same_engine(&ep, &b)?;
-            if job.masking.as_ref().is_some_and(|m| !m.is_empty()) {
-                return Err(JobError::Permanent(
-                    "masking is not available in this build".into(),
-                ));
-            }
-            restore_into(ctx, &ep, &b, &job.target_database, &event).await
+            let rules = match job.masking.as_ref().filter(|m| !m.is_empty()) {
+                None => None,
+                Some(m) => Some(
+                    MaskingRules::parse(
+                        signing::masking_key(&ctx.masking_secret, job.tenant).to_vec(),
+                        m.iter().map(|(c, s)| (c.as_str(), s.as_str())),
+                    )
+                    .map_err(|e| JobError::Permanent(format!("masking rules: {e}")))?,
+                ),
+            };
+            restore_into(ctx, &ep, &b, &job.target_database, rules.as_ref(), &event).await
         })
         .await;
-        let (pct, status) = if outcome.is_ok() { (100.0, "completed") } else { (0.0, "failed") };
+        let (pct, status) = if outcome.is_ok() {
+            (100.0, "completed")
+        } else {
+            (0.0, "failed")
+        };
         event.publish(ctx, pct, status, 0).await;
         match &outcome {
             Ok(()) => tracing::info!("restore completed"),
@@ -302,7 +320,7 @@ async fn verify_once(ctx: &JobContext, job: &VerifyJob, event: &Event) -> Result
     );
     let engine = ep.kind.engine();
     let checked = async {
-        restore_into(ctx, &ep, &b, &scratch, event).await?;
+        restore_into(ctx, &ep, &b, &scratch, None, event).await?;
         let found = engine
             .table_counts(&*ep.transport, &ep.connection, &scratch)
             .await?;
@@ -344,12 +362,23 @@ pub async fn verify(ctx: &JobContext, job: VerifyJob) -> Result<(), JobError> {
             Ok(details) => ("passed", details.clone()),
             Err(e) => ("failed", json!({ "error": e.message() })),
         };
-        if let Err(e) = backups::record_verification(&ctx.pg, job.backup_id, status, &recorded).await {
+        if let Err(e) =
+            backups::record_verification(&ctx.pg, job.backup_id, status, &recorded).await
+        {
             tracing::error!(error = %e, "could not record the verification");
         }
         let pct = if outcome.is_ok() { 100.0 } else { 0.0 };
         event
-            .publish(ctx, pct, if outcome.is_ok() { "completed" } else { "failed" }, 0)
+            .publish(
+                ctx,
+                pct,
+                if outcome.is_ok() {
+                    "completed"
+                } else {
+                    "failed"
+                },
+                0,
+            )
             .await;
         tracing::info!(result = status, "verification finished");
         attempt::finish(ctx, &job.task_id, &outcome).await;

@@ -30,6 +30,8 @@ pub struct JobSettings {
     pub missed_heartbeats: usize,
     /// How often a running job publishes its progress.
     pub progress_every: Duration,
+    /// How often an idle worker looks for new jobs.
+    pub poll_every: Duration,
 }
 
 impl Default for JobSettings {
@@ -45,6 +47,7 @@ impl Default for JobSettings {
             heartbeat: Duration::from_secs(10),
             missed_heartbeats: 3,
             progress_every: Duration::from_secs(1),
+            poll_every: Duration::from_millis(500),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct JobContext {
     pub keyring: Keyring,
     pub secrets: SecretBox,
     pub live: Publisher,
+    /// The deployment's queue namespace (see [`crate::queue::Kind::queue`]).
+    pub namespace: String,
     /// Secret from which per-tenant masking keys are derived.
     pub masking_secret: String,
     pub settings: JobSettings,

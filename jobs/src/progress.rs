@@ -73,7 +73,9 @@ impl Progress {
                 let b = seen.load(Ordering::Relaxed);
                 shown = shown.max(percent(b, total));
                 event.publish(&ctx, shown, "in_progress", b).await;
-                if let Err(e) = sluice_storage::pg::tasks::progress(&ctx.pg, &event.task_id, shown).await {
+                if let Err(e) =
+                    sluice_storage::pg::tasks::progress(&ctx.pg, &event.task_id, shown).await
+                {
                     tracing::debug!(error = %e, "task progress not recorded");
                 }
             }

@@ -28,13 +28,11 @@ impl Kind {
         }
     }
 
-    /// The apalis queue (`job_type` in `apalis.jobs`).
-    pub fn queue(self) -> &'static str {
-        match self {
-            Kind::Backup => "sluice.backup",
-            Kind::Restore => "sluice.restore",
-            Kind::Verify => "sluice.verify",
-        }
+    /// The apalis queue (`job_type` in `apalis.jobs`) of this kind in a
+    /// deployment's namespace (its `SLUICE_REDIS_PREFIX`), so deployments
+    /// sharing one PostgreSQL never run each other's jobs.
+    pub fn queue(self, namespace: &str) -> String {
+        format!("{namespace}.{}", self.as_str())
     }
 }
 
@@ -55,14 +53,15 @@ pub fn new_task_id() -> String {
 /// row for `tenant`, in the transaction `tx`.
 pub async fn push(
     tx: &mut sqlx::PgConnection,
+    namespace: &str,
     kind: Kind,
     task_id: &str,
     tenant: Uuid,
     resource_id: Option<i64>,
     payload: &impl Serialize,
 ) -> Result<(), JobError> {
-    let args =
-        serde_json::to_vec(payload).map_err(|e| JobError::Permanent(format!("job payload: {e}")))?;
+    let args = serde_json::to_vec(payload)
+        .map_err(|e| JobError::Permanent(format!("job payload: {e}")))?;
     let id = TaskId::from_str(task_id)
         .map_err(|e| JobError::Permanent(format!("task id {task_id:?}: {e}")))?;
     // One attempt as far as apalis is concerned: retries of transient
@@ -71,7 +70,7 @@ pub async fn push(
     let task = TaskBuilder::new(args).task_id(id).max_attempts(1).build();
     sluice_storage::pg::tasks::insert(&mut *tx, task_id, tenant, kind.as_str(), resource_id)
         .await?;
-    apalis_postgres::queries::push_tasks(&mut *tx, kind.queue(), vec![task])
+    apalis_postgres::queries::push_tasks(&mut *tx, &kind.queue(namespace), vec![task])
         .await
         .map_err(|e| JobError::Transient(format!("enqueue: {e}")))?;
     Ok(())

@@ -1,10 +1,13 @@
 //! `sluice worker`'s job side: one apalis worker per job kind, on the
-//! `apalis-postgres` backend (LISTEN/NOTIFY wakes them when a job is
-//! pushed), each with its kind's concurrency, all stopped together.
+//! `apalis-postgres` backend (an idle worker polls its queue every
+//! [`crate::JobSettings::poll_every`]; no connection is held open for
+//! LISTEN), each with its kind's concurrency, all stopped together.
 
 use std::future::Future;
 
-use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{
+    BackendExt, BoxDynError, Data, Monitor, Strategy, WorkerBuilder, WorkerBuilderExt,
+};
 use apalis_postgres::{Config, PostgresStorage};
 
 use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
@@ -14,7 +17,7 @@ use crate::queue::{self, Kind};
 
 fn config(ctx: &JobContext, kind: Kind) -> Config {
     Config::default()
-        .queue(kind.queue())
+        .queue(kind.queue(&ctx.namespace))
         .batch_size(1)
         .heartbeat_interval(ctx.settings.heartbeat)
         .missed_heartbeats(ctx.settings.missed_heartbeats)
@@ -51,7 +54,11 @@ pub async fn run(
         let name = format!("{name}-backup");
         move |_: usize| {
             WorkerBuilder::new(name.as_str())
-                .backend(PostgresStorage::<BackupJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Backup)).with_pubsub())
+                .backend(
+                    PostgresStorage::<BackupJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Backup))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
                 .concurrency(s.backup_concurrency.max(1))
                 .data(ctx.clone())
                 .build(run_backup)
@@ -63,7 +70,11 @@ pub async fn run(
         let n = s.restore_concurrency.max(1);
         move |_: usize| {
             WorkerBuilder::new(name.as_str())
-                .backend(PostgresStorage::<RestoreJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Restore)).with_pubsub())
+                .backend(
+                    PostgresStorage::<RestoreJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Restore))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
                 .concurrency(n)
                 .data(ctx.clone())
                 .build(run_restore)
@@ -75,7 +86,11 @@ pub async fn run(
         let n = s.restore_concurrency.max(1);
         move |_: usize| {
             WorkerBuilder::new(name.as_str())
-                .backend(PostgresStorage::<VerifyJob>::new(&ctx.pg).with_config(config(&ctx, Kind::Verify)).with_pubsub())
+                .backend(
+                    PostgresStorage::<VerifyJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Verify))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
                 .concurrency(n)
                 .data(ctx.clone())
                 .build(run_verify)

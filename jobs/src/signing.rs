@@ -59,7 +59,12 @@ mod tests {
         assert!(!check_download("k", 7, 1000, "zz"));
         let mut flipped = s.clone().into_bytes();
         flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
-        assert!(!check_download("k", 7, 1000, &String::from_utf8(flipped).unwrap()));
+        assert!(!check_download(
+            "k",
+            7,
+            1000,
+            &String::from_utf8(flipped).unwrap()
+        ));
     }
 
     #[test]

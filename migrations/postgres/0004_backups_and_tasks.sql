@@ -50,3 +50,7 @@ CREATE TABLE IF NOT EXISTS backups (
 );
 
 CREATE INDEX IF NOT EXISTS backups_tenant ON backups (tenant_id, id DESC);
+
+-- The SSH host key fingerprint (`SHA256:…`) an ssh or docker server
+-- presented on first use; every later connection must present the same.
+ALTER TABLE servers ADD COLUMN IF NOT EXISTS ssh_host_key TEXT;

@@ -36,6 +36,14 @@ pub fn test_config() -> Config {
     cfg.bootstrap_api_key = None;
     cfg.dev = true;
     cfg.tracking_rate_limits = false;
+    // Each app its own backup store, under the system's temp directory.
+    cfg.backup_store = Some(
+        std::env::temp_dir()
+            .join(format!("sluice-test-backups-{}", &cfg.redis_prefix))
+            .display()
+            .to_string(),
+    );
+    cfg.job_heartbeat_secs = 1;
     cfg
 }
 

@@ -123,7 +123,14 @@ fn job_error(e: sluice_jobs::JobError) -> ApiError {
 /// The object's name in the store: tenant, backup id, database, and the
 /// format's extensions (`.dump` custom archive / `.sql`, then `.zst` or
 /// `.gz`, then `.enc`).
-fn object_key(tenant: uuid::Uuid, id: i64, db: &str, db_type: &str, comp: &str, enc: bool) -> String {
+fn object_key(
+    tenant: uuid::Uuid,
+    id: i64,
+    db: &str,
+    db_type: &str,
+    comp: &str,
+    enc: bool,
+) -> String {
     let format = if db_type == "mysql" { "sql" } else { "dump" };
     let comp = match comp {
         "zstd" => ".zst",
@@ -165,7 +172,7 @@ pub async fn create(
         .choice(&obj, &["backup_type"], BACKUP_TYPES)
         .value()
         .unwrap_or_else(|| "full".into());
-    let compress = v.bool(&obj, &["compress"], ).value();
+    let compress = v.bool(&obj, &["compress"]).value();
     let compression = v.choice(&obj, &["compression_type"], COMPRESSIONS).value();
     let encrypt = v.bool(&obj, &["encrypt"]).value().unwrap_or(true);
     let compression = match (compress, compression) {
@@ -183,7 +190,9 @@ pub async fn create(
     };
     v.finish()?;
     let (Some(server_id), Some(database)) = (server_id, database) else {
-        return Err(ApiError::BadRequest("server_id and database_name are required".into()));
+        return Err(ApiError::BadRequest(
+            "server_id and database_name are required".into(),
+        ));
     };
     let tenant = p.tenant_id;
     let server = state
@@ -202,14 +211,18 @@ pub async fn create(
         }
         (Some(asked), _) => asked,
         (None, Some(has)) => has,
-        (None, None) => {
-            return Err(ApiError::Fields(vec![FieldError::missing(&["db_type"])]))
-        }
+        (None, None) => return Err(ApiError::Fields(vec![FieldError::missing(&["db_type"])])),
     };
 
     let task_id = queue::new_task_id();
-    let pool = state.pg.run(|pg| async move { Ok(pg.clone()) }).await?;
-    let mut tx = pool.begin().await.map_err(sluice_storage::StorageError::from)?;
+    let pool = state
+        .pg
+        .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
+        .await?;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(sluice_storage::StorageError::from)?;
     let new = NewBackup {
         server_id,
         database_name: &database,
@@ -228,10 +241,20 @@ pub async fn create(
         tenant,
         backup_id: b.id,
     };
-    queue::push(&mut tx, Kind::Backup, &task_id, tenant, Some(b.id), &job)
+    queue::push(
+        &mut tx,
+        &state.job_namespace,
+        Kind::Backup,
+        &task_id,
+        tenant,
+        Some(b.id),
+        &job,
+    )
+    .await
+    .map_err(job_error)?;
+    tx.commit()
         .await
-        .map_err(job_error)?;
-    tx.commit().await.map_err(sluice_storage::StorageError::from)?;
+        .map_err(sluice_storage::StorageError::from)?;
     tracing::info!(backup_id = b.id, task_id = %task_id, server_id, database = %database, "backup queued");
     Ok((
         StatusCode::CREATED,
@@ -271,7 +294,10 @@ pub async fn list(
     }
     let status = q.str("status").map(str::to_owned);
     if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-        query_error("status", "permitted: 'pending', 'running', 'completed', 'failed'");
+        query_error(
+            "status",
+            "permitted: 'pending', 'running', 'completed', 'failed'",
+        );
     }
     let limit = q.str("limit").map(str::parse::<i64>).transpose();
     let offset = q.str("offset").map(str::parse::<i64>).transpose();
@@ -336,7 +362,11 @@ pub async fn delete(
         .backup_store
         .delete(&b.object_key)
         .await
-        .map_err(|e| ApiError::Storage(sluice_storage::StorageError::Invalid(format!("backup store: {e}"))))?;
+        .map_err(|e| {
+            ApiError::Storage(sluice_storage::StorageError::Invalid(format!(
+                "backup store: {e}"
+            )))
+        })?;
     let tenant = p.tenant_id;
     if !state.pg.run(|pg| backups::delete(pg, tenant, id)).await? {
         return Err(ApiError::not_found("backup"));
@@ -354,7 +384,12 @@ fn base_url(state: &ApiState, headers: &HeaderMap) -> ApiResult<String> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| ApiError::BadRequest("a Host header is needed to build the download URL (or set SLUICE_PUBLIC_URL)".into()))?;
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "a Host header is needed to build the download URL (or set SLUICE_PUBLIC_URL)"
+                    .into(),
+            )
+        })?;
     let scheme = match headers
         .get("x-forwarded-proto")
         .and_then(|h| h.to_str().ok())
@@ -390,7 +425,27 @@ pub async fn download(
             b.status
         )));
     }
+    // S3: the bucket's own presigned URL; the local store: Sluice's.
+    let presigned = state
+        .backup_store
+        .presigned_get(
+            &b.object_key,
+            std::time::Duration::from_secs(ttl.unsigned_abs()),
+        )
+        .await
+        .map_err(|e| {
+            ApiError::Storage(sluice_storage::StorageError::Invalid(format!(
+                "backup store: {e}"
+            )))
+        })?;
     let expires = Utc::now().timestamp() + ttl;
+    if let Some(url) = presigned {
+        let expires_at = DateTime::<Utc>::from_timestamp(expires, 0).unwrap_or_else(Utc::now);
+        return Ok(Json(json!({
+            "download_url": url,
+            "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })));
+    }
     let expires_at = DateTime::<Utc>::from_timestamp(expires, 0).unwrap_or_else(Utc::now);
     let signature = signing::download_signature(&state.signing_secret, id, expires);
     let url = format!(
@@ -404,11 +459,7 @@ pub async fn download(
 }
 
 /// Serves a backup's object to whoever holds a valid signed URL.
-pub async fn file(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    q: Params,
-) -> Response {
+pub async fn file(State(state): State<ApiState>, Path(id): Path<String>, q: Params) -> Response {
     let refuse = |status: StatusCode, why: &str| {
         (
             status,
@@ -426,7 +477,10 @@ pub async fn file(
         return refuse(StatusCode::FORBIDDEN, "this download URL is not signed");
     };
     if !signing::check_download(&state.signing_secret, id, expires, sig) {
-        return refuse(StatusCode::FORBIDDEN, "this download URL's signature is not valid");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this download URL's signature is not valid",
+        );
     }
     if expires < Utc::now().timestamp() {
         return refuse(StatusCode::FORBIDDEN, "this download URL has expired");
@@ -453,22 +507,35 @@ pub async fn file(
     tracing::info!(backup_id = id, "backup downloaded");
     let mut res = Response::new(Body::from_stream(stream));
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
     if let Some(n) = b.size_bytes {
         h.insert(header::CONTENT_LENGTH, n.into());
     }
     if let Ok(v) = header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    if let Some(c) = b.checksum.as_deref().and_then(|c| header::HeaderValue::from_str(c).ok()) {
+    if let Some(c) = b
+        .checksum
+        .as_deref()
+        .and_then(|c| header::HeaderValue::from_str(c).ok())
+    {
         h.insert("x-checksum", c);
     }
     res
 }
 
 /// Reads `masking_rules` (column → strategy), every failure a 422.
-fn masking_rules(v: &mut Validator, obj: &serde_json::Map<String, Value>) -> Option<BTreeMap<String, String>> {
-    let mask = v.bool(obj, &["mask_sensitive_data"]).value().unwrap_or(false);
+fn masking_rules(
+    v: &mut Validator,
+    obj: &serde_json::Map<String, Value>,
+) -> Option<BTreeMap<String, String>> {
+    let mask = v
+        .bool(obj, &["mask_sensitive_data"])
+        .value()
+        .unwrap_or(false);
     let rules = match v.object(obj, &["masking_rules"]) {
         Field::Set(m) => m.clone(),
         _ => serde_json::Map::new(),
@@ -562,12 +629,28 @@ async fn enqueue(
     resource: i64,
     job: &impl serde::Serialize,
 ) -> ApiResult<()> {
-    let pool = state.pg.run(|pg| async move { Ok(pg.clone()) }).await?;
-    let mut tx = pool.begin().await.map_err(sluice_storage::StorageError::from)?;
-    queue::push(&mut tx, kind, task_id, tenant, Some(resource), job)
+    let pool = state
+        .pg
+        .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
+        .await?;
+    let mut tx = pool
+        .begin()
         .await
-        .map_err(job_error)?;
-    tx.commit().await.map_err(sluice_storage::StorageError::from)?;
+        .map_err(sluice_storage::StorageError::from)?;
+    queue::push(
+        &mut tx,
+        &state.job_namespace,
+        kind,
+        task_id,
+        tenant,
+        Some(resource),
+        job,
+    )
+    .await
+    .map_err(job_error)?;
+    tx.commit()
+        .await
+        .map_err(sluice_storage::StorageError::from)?;
     Ok(())
 }
 
@@ -614,7 +697,9 @@ pub async fn verify(
     tracing::info!(backup_id = id, task_id = %task_id, "verification queued");
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"task_id": task_id, "status": "pending", "message": "Verification job queued"})),
+        Json(
+            json!({"task_id": task_id, "status": "pending", "message": "Verification job queued"}),
+        ),
     ))
 }
 

@@ -10,9 +10,9 @@
 //!   stored, opened only to hand them to a database tool's environment, and
 //!   never answered or logged.
 //! - `test-connection` and `databases` run the database tools through
-//!   `sluice-backup`'s engines and its `Local` transport. The SSH and docker
-//!   transports are not built yet: for those servers `test-connection`
-//!   answers `success: false` saying so, and `databases` answers 400.
+//!   `sluice-backup`'s engines, where the server's transport reaches them:
+//!   on Sluice's host (`local`), over SSH (`ssh`), or in a container over
+//!   SSH (`docker`). SSH host keys are trusted on first use, then pinned.
 //!
 //! [`SecretBox`]: sluice_storage::secrets::SecretBox
 
@@ -24,8 +24,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 use sluice_auth::principal::{Principal, Role};
-use sluice_backup::transport::Local;
-use sluice_backup::{Connection, EngineKind};
+use sluice_backup::EngineKind;
+use sluice_jobs::endpoint::Endpoint;
 use sluice_storage::pg::servers::{self, Server, ServerFields};
 
 use crate::auth::Member;
@@ -314,48 +314,14 @@ pub async fn delete(
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 
-/// The engine and connection of a server's database, or why there is
-/// none usable (a sentence for the caller).
-fn endpoint(state: &ApiState, s: &Server) -> Result<(EngineKind, Connection), String> {
-    let f = &s.fields;
-    if f.kind != "local" {
-        return Err(format!(
-            "the {} transport is not built yet: Sluice can only reach the databases of local servers today",
-            f.kind
-        ));
-    }
-    let (Some(t), Some(host), Some(user)) = (&f.db_type, &f.db_host, &f.db_username) else {
-        return Err("this server has no database configured (set `database`)".into());
-    };
-    let password = match &f.db_password_sealed {
-        None => None,
-        Some(sealed) => Some(state.secrets.open(sealed).map_err(|_| {
-            "the stored database password cannot be decrypted with this SLUICE_SECRET_KEY"
-                .to_string()
-        })?),
-    };
-    let kind = if t == "mysql" {
-        EngineKind::MySql
-    } else {
-        EngineKind::Postgres
-    };
-    let port =
-        f.db_port
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(if kind == EngineKind::MySql {
-                3306
-            } else {
-                5432
-            });
-    Ok((
-        kind,
-        Connection {
-            host: host.clone(),
-            port,
-            user: user.clone(),
-            password: password.filter(|p| !p.is_empty()),
-        },
-    ))
+/// The server's database endpoint, or why there is none usable (a
+/// sentence for the caller).
+async fn endpoint(state: &ApiState, s: &Server) -> ApiResult<Result<Endpoint, String>> {
+    let pool = state
+        .pg
+        .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
+        .await?;
+    Ok(sluice_jobs::endpoint::load(&pool, &state.secrets, s).await?)
 }
 
 pub async fn test_connection(
@@ -364,20 +330,34 @@ pub async fn test_connection(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s = load(&state, &p, server_id(&id)?).await?;
-    let (kind, conn) = match endpoint(&state, &s) {
+    let ep = match endpoint(&state, &s).await? {
         Ok(e) => e,
         Err(message) => return Ok(Json(json!({"success": false, "message": message}))),
     };
     let started = Instant::now();
-    let answer =
-        tokio::time::timeout(TOOL_TIMEOUT, kind.engine().server_version(&Local, &conn)).await;
+    let answer = tokio::time::timeout(
+        TOOL_TIMEOUT,
+        ep.kind
+            .engine()
+            .server_version(&*ep.transport, &ep.connection),
+    )
+    .await;
     let latency_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     let body = match answer {
-        Ok(Ok(version)) => json!({
+        Ok(Ok(version)) => {
+            if let Ok(pool) = state
+                .pg
+                .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
+                .await
+            {
+                ep.remember_host_key(&pool).await;
+            }
+            json!({
             "success": true,
             "message": format!("Connection successful ({version})"),
             "latency_ms": latency_ms,
-        }),
+            })
+        }
         Ok(Err(e)) => json!({"success": false, "message": e.to_string(), "latency_ms": latency_ms}),
         Err(_) => json!({
             "success": false,
@@ -400,16 +380,20 @@ pub async fn databases(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let s = load(&state, &p, server_id(&id)?).await?;
-    let (kind, conn) = endpoint(&state, &s).map_err(ApiError::BadRequest)?;
-    let found = tokio::time::timeout(TOOL_TIMEOUT, kind.engine().list_databases(&Local, &conn))
-        .await
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "the server's database did not answer within {} s",
-                TOOL_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| ApiError::BadRequest(format!("cannot list the server's databases: {e}")))?;
+    let ep = endpoint(&state, &s).await?.map_err(ApiError::BadRequest)?;
+    let kind = ep.kind;
+    let found = tokio::time::timeout(
+        TOOL_TIMEOUT,
+        kind.engine().list_databases(&*ep.transport, &ep.connection),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::BadRequest(format!(
+            "the server's database did not answer within {} s",
+            TOOL_TIMEOUT.as_secs()
+        ))
+    })?
+    .map_err(|e| ApiError::BadRequest(format!("cannot list the server's databases: {e}")))?;
     let type_name = if kind == EngineKind::MySql {
         "mysql"
     } else {

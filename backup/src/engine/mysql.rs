@@ -287,9 +287,10 @@ impl Engine for MySql {
                 .map(|t| format!("SELECT {}, COUNT(*) FROM {db}.{}", literal(t), ident(t)))
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
-            Ok(super::parse_count_lines(&admin(transport, conn, &sql).await?))
+            Ok(super::parse_count_lines(
+                &admin(transport, conn, &sql).await?,
+            ))
         }
         .boxed()
     }
 }
-

@@ -105,6 +105,13 @@ pub trait Transport: Send + Sync {
     fn spawn<'a>(&'a self, cmd: &'a ToolCommand) -> BoxFuture<'a, Result<Process>>;
 }
 
+/// A shared transport (one SSH connection behind several users).
+impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
+    fn spawn<'a>(&'a self, cmd: &'a ToolCommand) -> BoxFuture<'a, Result<Process>> {
+        (**self).spawn(cmd)
+    }
+}
+
 /// Runs tools as child processes of this one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Local;

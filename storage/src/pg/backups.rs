@@ -37,10 +37,24 @@ pub struct Backup {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-const COLUMNS: &str = "id, tenant_id, server_id, database_name, db_type, backup_type, status, \
-     compression_type, is_encrypted, object_key, storage_path, size_bytes, dump_bytes, checksum, \
-     table_counts, task_id, started_at, completed_at, duration_seconds, error_message, \
-     verified_at, verify_status, verify_details, created_at";
+/// The columns of a [`Backup`], as a literal for `concat!` (sqlx takes
+/// only static SQL).
+macro_rules! columns {
+    () => {
+        "id, tenant_id, server_id, database_name, db_type, backup_type, status, \
+         compression_type, is_encrypted, object_key, storage_path, size_bytes, dump_bytes, \
+         checksum, table_counts, task_id, started_at, completed_at, duration_seconds, \
+         error_message, verified_at, verify_status, verify_details, created_at"
+    };
+}
+
+/// The list's filter, all optional, combined with AND.
+macro_rules! filter {
+    () => {
+        "tenant_id = $1 AND ($2::BIGINT IS NULL OR server_id = $2) \
+         AND ($3::TEXT IS NULL OR db_type = $3) AND ($4::TEXT IS NULL OR status = $4)"
+    };
+}
 
 /// What a new backup is.
 pub struct NewBackup<'a> {
@@ -63,12 +77,13 @@ pub async fn insert(
     let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('backups', 'id'))")
         .fetch_one(&mut *tx)
         .await?;
-    let sql = format!(
+    let sql = concat!(
         "INSERT INTO backups (id, tenant_id, server_id, database_name, db_type, backup_type, \
          compression_type, is_encrypted, object_key) OVERRIDING SYSTEM VALUE \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+        columns!()
     );
-    Ok(sqlx::query_as::<_, Backup>(&sql)
+    Ok(sqlx::query_as::<_, Backup>(sql)
         .bind(id)
         .bind(tenant)
         .bind(b.server_id)
@@ -95,8 +110,12 @@ where
 }
 
 pub async fn get(pool: &PgPool, tenant: Uuid, id: i64) -> Result<Option<Backup>> {
-    let sql = format!("SELECT {COLUMNS} FROM backups WHERE tenant_id = $1 AND id = $2");
-    Ok(sqlx::query_as::<_, Backup>(&sql)
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM backups WHERE tenant_id = $1 AND id = $2"
+    );
+    Ok(sqlx::query_as::<_, Backup>(sql)
         .bind(tenant)
         .bind(id)
         .fetch_optional(pool)
@@ -105,8 +124,8 @@ pub async fn get(pool: &PgPool, tenant: Uuid, id: i64) -> Result<Option<Backup>>
 
 /// For job handlers: a backup by id, whatever its tenant.
 pub async fn get_any(pool: &PgPool, id: i64) -> Result<Option<Backup>> {
-    let sql = format!("SELECT {COLUMNS} FROM backups WHERE id = $1");
-    Ok(sqlx::query_as::<_, Backup>(&sql)
+    let sql = concat!("SELECT ", columns!(), " FROM backups WHERE id = $1");
+    Ok(sqlx::query_as::<_, Backup>(sql)
         .bind(id)
         .fetch_optional(pool)
         .await?)
@@ -128,17 +147,19 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<Backup>)> {
-    let filter = "tenant_id = $1 AND ($2::BIGINT IS NULL OR server_id = $2) \
-                  AND ($3::TEXT IS NULL OR db_type = $3) AND ($4::TEXT IS NULL OR status = $4)";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM backups WHERE {filter}"))
+    let total: i64 = sqlx::query_scalar(concat!("SELECT count(*) FROM backups WHERE ", filter!()))
         .bind(tenant)
         .bind(f.server_id)
         .bind(&f.db_type)
         .bind(&f.status)
         .fetch_one(pool)
         .await?;
-    let items = sqlx::query_as::<_, Backup>(&format!(
-        "SELECT {COLUMNS} FROM backups WHERE {filter} ORDER BY id DESC LIMIT $5 OFFSET $6"
+    let items = sqlx::query_as::<_, Backup>(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM backups WHERE ",
+        filter!(),
+        " ORDER BY id DESC LIMIT $5 OFFSET $6"
     ))
     .bind(tenant)
     .bind(f.server_id)

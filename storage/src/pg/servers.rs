@@ -142,3 +142,47 @@ pub async fn delete(pool: &PgPool, tenant_id: Uuid, id: i64) -> Result<bool> {
         .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// The SSH host key recorded for a server (trust on first use), if any.
+pub async fn host_key(pool: &PgPool, id: i64) -> Result<Option<String>> {
+    Ok(
+        sqlx::query_scalar::<_, Option<String>>("SELECT ssh_host_key FROM servers WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+            .flatten(),
+    )
+}
+
+/// Records the host key a server presented, unless one is already there.
+pub async fn record_host_key(pool: &PgPool, id: i64, fingerprint: &str) -> Result<()> {
+    sqlx::query("UPDATE servers SET ssh_host_key = $2 WHERE id = $1 AND ssh_host_key IS NULL")
+        .bind(id)
+        .bind(fingerprint)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Every server of every tenant, for the health check (id, tenant).
+pub async fn all_ids(pool: &PgPool) -> Result<Vec<(i64, Uuid)>> {
+    Ok(
+        sqlx::query_as::<_, (i64, Uuid)>("SELECT id, tenant_id FROM servers ORDER BY id")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Records a health check's outcome.
+pub async fn set_health(pool: &PgPool, id: i64, status: &str) -> Result<()> {
+    sqlx::query(
+        "UPDATE servers SET health_status = $2, \
+         last_heartbeat = CASE WHEN $2 = 'healthy' THEN now() ELSE last_heartbeat END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

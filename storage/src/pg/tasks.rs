@@ -27,9 +27,6 @@ pub struct Task {
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const COLUMNS: &str = "id, tenant_id, kind, status, progress, error, resource_id, attempts, \
-                       created_at, started_at, finished_at";
-
 /// Records a new pending task, in the transaction that enqueues its job.
 pub async fn insert<'c, E>(
     conn: E,
@@ -52,8 +49,9 @@ where
 }
 
 pub async fn get(pool: &PgPool, tenant: Uuid, id: &str) -> Result<Option<Task>> {
-    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE tenant_id = $1 AND id = $2");
-    Ok(sqlx::query_as::<_, Task>(&sql)
+    let sql = "SELECT id, tenant_id, kind, status, progress, error, resource_id, attempts, \
+               created_at, started_at, finished_at FROM tasks WHERE tenant_id = $1 AND id = $2";
+    Ok(sqlx::query_as::<_, Task>(sql)
         .bind(tenant)
         .bind(id)
         .fetch_optional(pool)
