@@ -3,6 +3,7 @@
 //! test has its own tenant and its own Redis key prefix.
 
 mod analytics;
+mod backups;
 mod crash;
 mod dead_letters;
 mod durability;
