@@ -191,6 +191,11 @@ fn job_settings(cfg: &Config) -> sluice_jobs::JobSettings {
         restore_timeout: timeout,
         retries: cfg.job_retries,
         heartbeat: std::time::Duration::from_secs(cfg.job_heartbeat_secs.max(1)),
+        health: sluice_jobs::health::HealthSettings {
+            every: std::time::Duration::from_secs(cfg.health_check_secs.max(1)),
+            tick: std::time::Duration::from_secs(cfg.health_check_secs.clamp(1, 5)),
+            ..Default::default()
+        },
         ..sluice_jobs::JobSettings::default()
     }
 }

@@ -244,6 +244,9 @@ pub struct Config {
     /// jobs are taken up by another worker.
     #[arg(long, env = "SLUICE_JOB_HEARTBEAT_SECS", default_value_t = 10)]
     pub job_heartbeat_secs: u64,
+    /// How often each server's database is checked in the background.
+    #[arg(long, env = "SLUICE_HEALTH_CHECK_SECS", default_value_t = 60)]
+    pub health_check_secs: u64,
 }
 
 impl Config {

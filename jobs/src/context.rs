@@ -32,6 +32,8 @@ pub struct JobSettings {
     pub progress_every: Duration,
     /// How often an idle worker looks for new jobs.
     pub poll_every: Duration,
+    /// The servers' background health check.
+    pub health: crate::health::HealthSettings,
 }
 
 impl Default for JobSettings {
@@ -48,6 +50,7 @@ impl Default for JobSettings {
             missed_heartbeats: 3,
             progress_every: Duration::from_secs(1),
             poll_every: Duration::from_millis(500),
+            health: crate::health::HealthSettings::default(),
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod backups;
 pub mod context;
 pub mod endpoint;
 pub mod error;
+pub mod health;
 pub mod progress;
 pub mod queue;
 pub mod runner;

@@ -1,4 +1,5 @@
-//! `sluice worker`'s job side: one apalis worker per job kind, on the
+//! `sluice worker`'s job side: the servers' health check ([`crate::health`])
+//! and one apalis worker per job kind, on the
 //! `apalis-postgres` backend (an idle worker polls its queue every
 //! [`crate::JobSettings::poll_every`]; no connection is held open for
 //! LISTEN), each with its kind's concurrency, all stopped together.
@@ -97,15 +98,23 @@ pub async fn run(
         }
     };
     tracing::info!(worker = name, "job workers starting");
-    Monitor::new()
+    let stop = futures::FutureExt::shared(Box::pin(shutdown));
+    let health = tokio::spawn(crate::health::run(
+        ctx.clone(),
+        s.health.clone(),
+        stop.clone(),
+    ));
+    let result = Monitor::new()
         .register(backup)
         .register(restore)
         .register(verify)
         .shutdown_timeout(std::time::Duration::from_secs(30))
         .run_with_signal(async move {
-            shutdown.await;
+            stop.await;
             Ok(())
         })
         .await
-        .map_err(|e| JobError::Transient(format!("job workers: {e}")))
+        .map_err(|e| JobError::Transient(format!("job workers: {e}")));
+    health.abort();
+    result
 }

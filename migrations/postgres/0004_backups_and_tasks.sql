@@ -54,3 +54,8 @@ CREATE INDEX IF NOT EXISTS backups_tenant ON backups (tenant_id, id DESC);
 -- The SSH host key fingerprint (`SHA256:…`) an ssh or docker server
 -- presented on first use; every later connection must present the same.
 ALTER TABLE servers ADD COLUMN IF NOT EXISTS ssh_host_key TEXT;
+
+-- When the background health check last took the server (claimed with
+-- SKIP LOCKED, so several workers never check one server twice at once).
+ALTER TABLE servers ADD COLUMN IF NOT EXISTS health_checked_at TIMESTAMPTZ;
+CREATE INDEX IF NOT EXISTS servers_health_due ON servers (health_checked_at NULLS FIRST);

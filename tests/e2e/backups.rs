@@ -1000,3 +1000,64 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_health_check_updates_servers_and_publishes() {
+    let app = TestApp::spawn_with(Mode::ALL, |c| c.health_check_secs = 1).await;
+    let user = app.register_user().await;
+    let ws_url = format!(
+        "{}/ws?token={}",
+        app.base.replacen("http://", "ws://", 1),
+        user.token
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let good = pg_server(&app, &user).await;
+    let (s, v) = call(&app, &user, Method::POST, "/api/v1/servers", Some(json!({
+        "name": "closed port", "type": "local",
+        "database": {"type": "postgresql", "host": "127.0.0.1", "port": 1, "username": "postgres"}
+    }))).await;
+    assert_eq!(s, 201);
+    let bad = v["id"].as_i64().unwrap();
+
+    let mut seen = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "server_health events: {seen:?}");
+        let Ok(Some(Ok(Message::Text(t)))) =
+            tokio::time::timeout(Duration::from_secs(30), ws.next()).await
+        else {
+            continue;
+        };
+        let e: Value = serde_json::from_str(t.as_str()).unwrap();
+        if e["type"] == "server_health" {
+            assert!(chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).is_ok());
+            seen.insert(
+                e["server_id"].as_i64().unwrap(),
+                e["health_status"].as_str().unwrap().to_string(),
+            );
+        }
+    }
+    assert_eq!(seen[&good], "healthy");
+    assert_eq!(seen[&bad], "unhealthy");
+    let (_, g) = call(
+        &app,
+        &user,
+        Method::GET,
+        &format!("/api/v1/servers/{good}"),
+        None,
+    )
+    .await;
+    assert_eq!(g["health_status"], "healthy");
+    assert!(g["last_heartbeat"].is_string(), "{g}");
+    let (_, b) = call(
+        &app,
+        &user,
+        Method::GET,
+        &format!("/api/v1/servers/{bad}"),
+        None,
+    )
+    .await;
+    assert_eq!(b["health_status"], "unhealthy");
+    assert!(b["last_heartbeat"].is_null(), "{b}");
+    app.stop().await;
+}

@@ -164,13 +164,26 @@ pub async fn record_host_key(pool: &PgPool, id: i64, fingerprint: &str) -> Resul
     Ok(())
 }
 
-/// Every server of every tenant, for the health check (id, tenant).
-pub async fn all_ids(pool: &PgPool) -> Result<Vec<(i64, Uuid)>> {
-    Ok(
-        sqlx::query_as::<_, (i64, Uuid)>("SELECT id, tenant_id FROM servers ORDER BY id")
-            .fetch_all(pool)
-            .await?,
+/// Claims at most `limit` servers whose health check is due (never
+/// checked, or last taken more than `every_secs` ago), oldest first, and
+/// marks them taken now; concurrent callers never get the same server.
+pub async fn claim_health_checks(
+    pool: &PgPool,
+    every_secs: f64,
+    limit: i64,
+) -> Result<Vec<(i64, Uuid)>> {
+    Ok(sqlx::query_as::<_, (i64, Uuid)>(
+        "UPDATE servers SET health_checked_at = now() WHERE id IN ( \
+           SELECT id FROM servers \
+           WHERE health_checked_at IS NULL \
+              OR health_checked_at < now() - make_interval(secs => $1) \
+           ORDER BY health_checked_at NULLS FIRST LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, tenant_id",
     )
+    .bind(every_secs)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// Records a health check's outcome.
