@@ -1061,3 +1061,91 @@ async fn background_health_check_updates_servers_and_publishes() {
     assert!(b["last_heartbeat"].is_null(), "{b}");
     app.stop().await;
 }
+
+/// The backup crate's throwaway OpenSSH server, shared rather than copied.
+#[path = "../../backup/tests/support/sshd.rs"]
+#[allow(dead_code)]
+mod sshd;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_server_backs_up_and_restores_with_its_host_key_pinned() {
+    let app = TestApp::spawn().await;
+    let user = app.register_user().await;
+    let sshd = sshd::Sshd::start("");
+    let src = unique("bk_ssh");
+    let dst = unique("bk_ssh_dst");
+    let _c = Cleanup {
+        pg: vec![src.clone(), dst.clone()],
+        my: vec![],
+    };
+    seed_pg(&src);
+    let (s, v) = call(&app, &user, Method::POST, "/api/v1/servers", Some(json!({
+        "name": "over ssh", "type": "ssh", "host": "127.0.0.1", "port": sshd.port,
+        "credentials": {"username": "root", "ssh_key": sshd.client_key()},
+        "database": {"type": "postgresql", "host": "127.0.0.1", "port": 5432, "username": "postgres"}
+    }))).await;
+    assert_eq!(s, 201, "{v}");
+    let server = v["id"].as_i64().unwrap();
+
+    // First use records the host key; the tools ran over SSH.
+    let (s, t) = call(
+        &app,
+        &user,
+        Method::POST,
+        &format!("/api/v1/servers/{server}/test-connection"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(t["success"], true, "{t}");
+    let pinned: Option<String> =
+        sqlx::query_scalar("SELECT ssh_host_key FROM servers WHERE id = $1")
+            .bind(server)
+            .fetch_one(&app.running.pg)
+            .await
+            .unwrap();
+    assert_eq!(pinned.as_deref(), Some(sshd.host_fingerprint().as_str()));
+
+    let b = backup(
+        &app,
+        &user,
+        server,
+        &src,
+        json!({"compression_type": "zstd", "encrypt": true}),
+    )
+    .await;
+    assert_completed(&b, "zstd", true);
+    let t = restore(
+        &app,
+        &user,
+        b["id"].as_i64().unwrap(),
+        json!({"target_database": dst}),
+    )
+    .await;
+    assert_eq!(t["status"], "completed", "{t}");
+    assert_same_pg(&src, &dst);
+
+    // A server presenting another key than the pinned one is refused.
+    sqlx::query("UPDATE servers SET ssh_host_key = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE id = $1")
+        .bind(server)
+        .execute(&app.running.pg)
+        .await
+        .unwrap();
+    let (_, t) = call(
+        &app,
+        &user,
+        Method::POST,
+        &format!("/api/v1/servers/{server}/test-connection"),
+        None,
+    )
+    .await;
+    assert_eq!(t["success"], false, "{t}");
+    assert!(t["message"].as_str().unwrap().contains("mismatch"), "{t}");
+    let b = backup(&app, &user, server, &src, json!({})).await;
+    assert_eq!(b["status"], "failed", "{b}");
+    assert!(
+        b["error_message"].as_str().unwrap().contains("mismatch"),
+        "{b}"
+    );
+    app.stop().await;
+}
