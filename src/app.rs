@@ -196,6 +196,11 @@ fn job_settings(cfg: &Config) -> sluice_jobs::JobSettings {
             tick: std::time::Duration::from_secs(cfg.health_check_secs.clamp(1, 5)),
             ..Default::default()
         },
+        schedules: sluice_jobs::schedules::ScheduleSettings {
+            tick: std::time::Duration::from_millis(cfg.schedule_tick_ms.max(50)),
+            sweep_every: std::time::Duration::from_secs(cfg.retention_sweep_secs.max(1)),
+            ..Default::default()
+        },
         ..sluice_jobs::JobSettings::default()
     }
 }

@@ -247,6 +247,13 @@ pub struct Config {
     /// How often each server's database is checked in the background.
     #[arg(long, env = "SLUICE_HEALTH_CHECK_SECS", default_value_t = 60)]
     pub health_check_secs: u64,
+    /// Milliseconds between the scheduler's looks for due schedules.
+    #[arg(long, env = "SLUICE_SCHEDULE_TICK_MS", default_value_t = 5000)]
+    pub schedule_tick_ms: u64,
+    /// Seconds between retention sweeps of each scheduled database (one
+    /// also follows each scheduled backup).
+    #[arg(long, env = "SLUICE_RETENTION_SWEEP_SECS", default_value_t = 3600)]
+    pub retention_sweep_secs: u64,
 }
 
 impl Config {

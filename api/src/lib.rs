@@ -160,6 +160,7 @@ impl ApiState {
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
     use routes::{analytics, backups, dead_letters, errors, health, identity, servers, tracking};
+    use routes::{retention, schedules};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -215,6 +216,30 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/backups/{id}/restore", post(backups::restore))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/tasks/{task_id}", get(backups::task))
+        .route(
+            "/api/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::get_one)
+                .put(schedules::update)
+                .delete(schedules::delete),
+        )
+        .route(
+            "/api/v1/retention-policies",
+            get(retention::list).post(retention::create),
+        )
+        .route(
+            "/api/v1/retention-policies/{id}",
+            get(retention::get_one)
+                .put(retention::update)
+                .delete(retention::delete),
+        )
+        .route(
+            "/api/v1/retention-policies/{id}/dry-run",
+            get(retention::dry_run),
+        )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

@@ -91,6 +91,93 @@ fn same_engine(ep: &Endpoint, b: &Backup) -> Result<(), JobError> {
     }
 }
 
+/// What to back up, as `POST /backups` or a schedule asks.
+#[derive(Debug, Clone)]
+pub struct BackupOrder<'a> {
+    pub server_id: i64,
+    pub database_name: &'a str,
+    pub db_type: &'a str,
+    pub backup_type: &'a str,
+    pub compression_type: &'a str,
+    pub encrypt: bool,
+    /// The schedule that asks, if one does.
+    pub schedule_id: Option<i64>,
+}
+
+/// A backup recorded as pending, and its job's task id.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub backup: Backup,
+    pub task_id: String,
+}
+
+/// The object's name in the store: tenant, backup id, database, and the
+/// format's extensions (`.dump` custom archive / `.sql`, then `.zst` or
+/// `.gz`, then `.enc`).
+fn object_key(tenant: Uuid, id: i64, db: &str, db_type: &str, comp: &str, enc: bool) -> String {
+    let format = if db_type == "mysql" { "sql" } else { "dump" };
+    let comp = match comp {
+        "zstd" => ".zst",
+        "gzip" => ".gz",
+        _ => "",
+    };
+    let enc = if enc { ".enc" } else { "" };
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    format!("{tenant}/{id}/{db}-{stamp}.{format}{comp}{enc}")
+}
+
+/// The one way a backup is created: records the pending backup and
+/// pushes its job, both in the caller's transaction `tx` (the caller
+/// commits), so there is never a backup without its job or the reverse.
+pub async fn enqueue_backup(
+    tx: &mut sqlx::PgConnection,
+    namespace: &str,
+    tenant: Uuid,
+    order: &BackupOrder<'_>,
+) -> Result<Queued, JobError> {
+    let task_id = crate::queue::new_task_id();
+    let new = backups::NewBackup {
+        server_id: order.server_id,
+        database_name: order.database_name,
+        db_type: order.db_type,
+        backup_type: order.backup_type,
+        compression_type: order.compression_type,
+        is_encrypted: order.encrypt,
+    };
+    let mut b = backups::insert(&mut *tx, tenant, &new, |id| {
+        object_key(
+            tenant,
+            id,
+            order.database_name,
+            order.db_type,
+            order.compression_type,
+            order.encrypt,
+        )
+    })
+    .await?;
+    backups::set_task(&mut *tx, b.id, &task_id).await?;
+    b.task_id = Some(task_id.clone());
+    if let Some(s) = order.schedule_id {
+        sluice_storage::pg::schedules::set_backup_schedule(&mut *tx, b.id, s).await?;
+    }
+    let job = BackupJob {
+        task_id: task_id.clone(),
+        tenant,
+        backup_id: b.id,
+    };
+    crate::queue::push(
+        tx,
+        namespace,
+        crate::queue::Kind::Backup,
+        &task_id,
+        tenant,
+        Some(b.id),
+        &job,
+    )
+    .await?;
+    Ok(Queued { backup: b, task_id })
+}
+
 /// Runs a backup job to its end and records it.
 pub async fn backup(ctx: &JobContext, job: BackupJob) -> Result<(), JobError> {
     let span = tracing::info_span!("job", kind = "backup", task_id = %job.task_id, backup_id = job.backup_id);
@@ -115,6 +202,7 @@ pub async fn backup(ctx: &JobContext, job: BackupJob) -> Result<(), JobError> {
                     .unwrap_or(0);
                 event.publish(ctx, 100.0, "completed", size as u64).await;
                 tracing::info!("backup completed");
+                crate::sweep::after_backup(ctx, job.backup_id).await;
             }
             Err(e) => {
                 if let Err(db) = backups::fail(&ctx.pg, job.backup_id, e.message()).await {

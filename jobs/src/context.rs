@@ -34,6 +34,8 @@ pub struct JobSettings {
     pub poll_every: Duration,
     /// The servers' background health check.
     pub health: crate::health::HealthSettings,
+    /// The scheduler and its retention sweeps.
+    pub schedules: crate::schedules::ScheduleSettings,
 }
 
 impl Default for JobSettings {
@@ -51,6 +53,7 @@ impl Default for JobSettings {
             progress_every: Duration::from_secs(1),
             poll_every: Duration::from_millis(500),
             health: crate::health::HealthSettings::default(),
+            schedules: crate::schedules::ScheduleSettings::default(),
         }
     }
 }

@@ -17,17 +17,25 @@
 //! The jobs are thin: the work itself is `sluice-backup`'s ([`backups`]:
 //! backup, restore, verify). Where a server's tools run is resolved by
 //! [`endpoint`].
+//!
+//! Schedules ([`schedules`]) queue backups when their cron expression
+//! ([`cron`]) comes due; retention sweeps ([`sweep`]) delete the backups
+//! no policy keeps ([`retention`]).
 
 pub mod attempt;
 pub mod backups;
 pub mod context;
+pub mod cron;
 pub mod endpoint;
 pub mod error;
 pub mod health;
 pub mod progress;
 pub mod queue;
+pub mod retention;
 pub mod runner;
+pub mod schedules;
 pub mod signing;
+pub mod sweep;
 
 pub use context::{JobContext, JobSettings};
 pub use error::JobError;

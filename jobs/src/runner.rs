@@ -1,4 +1,5 @@
-//! `sluice worker`'s job side: the servers' health check ([`crate::health`])
+//! `sluice worker`'s job side: the servers' health check ([`crate::health`]),
+//! the scheduler ([`crate::schedules`])
 //! and one apalis worker per job kind, on the
 //! `apalis-postgres` backend (an idle worker polls its queue every
 //! [`crate::JobSettings::poll_every`]; no connection is held open for
@@ -15,6 +16,7 @@ use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::queue::{self, Kind};
+use crate::sweep::{self, RetentionJob};
 
 fn config(ctx: &JobContext, kind: Kind) -> Config {
     Config::default()
@@ -38,6 +40,10 @@ async fn run_restore(job: RestoreJob, ctx: Data<JobContext>) -> Result<(), BoxDy
 
 async fn run_verify(job: VerifyJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     boxed(backups::verify(&ctx, job).await)
+}
+
+async fn run_retention(job: RetentionJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(sweep::run(&ctx, job).await)
 }
 
 /// Runs the job workers of this process (named `name`) until `shutdown`
@@ -97,6 +103,21 @@ pub async fn run(
                 .build(run_verify)
         }
     };
+    let retention = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-retention");
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(
+                    PostgresStorage::<RetentionJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Retention))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
+                .concurrency(1)
+                .data(ctx.clone())
+                .build(run_retention)
+        }
+    };
     tracing::info!(worker = name, "job workers starting");
     let stop = futures::FutureExt::shared(Box::pin(shutdown));
     let health = tokio::spawn(crate::health::run(
@@ -104,10 +125,16 @@ pub async fn run(
         s.health.clone(),
         stop.clone(),
     ));
+    let scheduler = tokio::spawn(crate::schedules::run(
+        ctx.clone(),
+        s.schedules.clone(),
+        stop.clone(),
+    ));
     let result = Monitor::new()
         .register(backup)
         .register(restore)
         .register(verify)
+        .register(retention)
         .shutdown_timeout(std::time::Duration::from_secs(30))
         .run_with_signal(async move {
             stop.await;
@@ -116,5 +143,6 @@ pub async fn run(
         .await
         .map_err(|e| JobError::Transient(format!("job workers: {e}")));
     health.abort();
+    scheduler.abort();
     result
 }

@@ -32,7 +32,7 @@ fn run(mut c: Command, what: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn pg(db: &str, sql: &str) -> Vec<u8> {
+pub(crate) fn pg(db: &str, sql: &str) -> Vec<u8> {
     let mut c = Command::new("psql");
     c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-c", sql]);
@@ -81,14 +81,14 @@ fn my(db: Option<&str>, sql: &str) -> Vec<u8> {
     run(c, sql)
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..10])
 }
 
 /// Drops the databases it names when the test ends, passed or failed.
-struct Cleanup {
-    pg: Vec<String>,
-    my: Vec<String>,
+pub(crate) struct Cleanup {
+    pub(crate) pg: Vec<String>,
+    pub(crate) my: Vec<String>,
 }
 
 impl Drop for Cleanup {
@@ -149,7 +149,7 @@ fn assert_same_pg(a: &str, b: &str) {
 
 // --- the API ---------------------------------------------------------------
 
-async fn call(
+pub(crate) async fn call(
     app: &TestApp,
     user: &User,
     method: Method,
@@ -166,7 +166,7 @@ async fn call(
     status_json(r).await
 }
 
-async fn pg_server(app: &TestApp, user: &User) -> i64 {
+pub(crate) async fn pg_server(app: &TestApp, user: &User) -> i64 {
     let (s, v) = call(app, user, Method::POST, "/api/v1/servers", Some(json!({
         "name": "local pg", "type": "local",
         "database": {"type": "postgresql", "host": "127.0.0.1", "port": 5432, "username": "postgres"}
@@ -216,7 +216,7 @@ async fn wait_task(app: &TestApp, user: &User, task: &str, secs: u64) -> Value {
 }
 
 /// Takes a backup and waits for its job; answers the backup object.
-async fn backup(app: &TestApp, user: &User, server: i64, db: &str, body: Value) -> Value {
+pub(crate) async fn backup(app: &TestApp, user: &User, server: i64, db: &str, body: Value) -> Value {
     let mut b = json!({"server_id": server, "database_name": db, "backup_type": "full"});
     for (k, v) in body.as_object().unwrap() {
         b[k] = v.clone();

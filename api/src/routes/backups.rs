@@ -27,10 +27,10 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sluice_auth::principal::{Principal, Role};
-use sluice_jobs::backups::{BackupJob, RestoreJob, VerifyJob};
+use sluice_jobs::backups::{enqueue_backup, BackupOrder, Queued, RestoreJob, VerifyJob};
 use sluice_jobs::queue::{self, Kind};
 use sluice_jobs::signing;
-use sluice_storage::pg::backups::{self, Backup, Filter, NewBackup};
+use sluice_storage::pg::backups::{self, Backup, Filter};
 use sluice_storage::pg::{servers, tasks};
 
 use crate::auth::Member;
@@ -120,28 +120,6 @@ fn job_error(e: sluice_jobs::JobError) -> ApiError {
     ApiError::Storage(sluice_storage::StorageError::Invalid(e.to_string()))
 }
 
-/// The object's name in the store: tenant, backup id, database, and the
-/// format's extensions (`.dump` custom archive / `.sql`, then `.zst` or
-/// `.gz`, then `.enc`).
-fn object_key(
-    tenant: uuid::Uuid,
-    id: i64,
-    db: &str,
-    db_type: &str,
-    comp: &str,
-    enc: bool,
-) -> String {
-    let format = if db_type == "mysql" { "sql" } else { "dump" };
-    let comp = match comp {
-        "zstd" => ".zst",
-        "gzip" => ".gz",
-        _ => "",
-    };
-    let enc = if enc { ".enc" } else { "" };
-    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
-    format!("{tenant}/{id}/{db}-{stamp}.{format}{comp}{enc}")
-}
-
 fn valid_database_name(v: &mut Validator, name: &Option<String>, path: &[&str]) {
     if let Some(n) = name {
         if sluice_backup::engine::validate_database_name(n).is_err() {
@@ -214,7 +192,6 @@ pub async fn create(
         (None, None) => return Err(ApiError::Fields(vec![FieldError::missing(&["db_type"])])),
     };
 
-    let task_id = queue::new_task_id();
     let pool = state
         .pg
         .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
@@ -223,35 +200,19 @@ pub async fn create(
         .begin()
         .await
         .map_err(sluice_storage::StorageError::from)?;
-    let new = NewBackup {
+    let order = BackupOrder {
         server_id,
         database_name: &database,
         db_type: &db_type,
         backup_type: &backup_type,
         compression_type: &compression,
-        is_encrypted: encrypt,
+        encrypt,
+        schedule_id: None,
     };
-    let b = backups::insert(&mut tx, tenant, &new, |id| {
-        object_key(tenant, id, &database, &db_type, &compression, encrypt)
-    })
-    .await?;
-    backups::set_task(&mut *tx, b.id, &task_id).await?;
-    let job = BackupJob {
-        task_id: task_id.clone(),
-        tenant,
-        backup_id: b.id,
-    };
-    queue::push(
-        &mut tx,
-        &state.job_namespace,
-        Kind::Backup,
-        &task_id,
-        tenant,
-        Some(b.id),
-        &job,
-    )
-    .await
-    .map_err(job_error)?;
+    let Queued { backup: b, task_id } =
+        enqueue_backup(&mut tx, &state.job_namespace, tenant, &order)
+            .await
+            .map_err(job_error)?;
     tx.commit()
         .await
         .map_err(sluice_storage::StorageError::from)?;

@@ -6,6 +6,8 @@ pub mod dead_letters;
 pub mod errors;
 pub mod health;
 pub mod identity;
+pub mod retention;
+pub mod schedules;
 pub mod servers;
 pub mod tracking;
 

@@ -266,3 +266,39 @@ pub async fn record_verification(
     .await?;
     Ok(())
 }
+
+/// For retention: the completed backups of `database` on `server`,
+/// newest first (by `created_at`, then id).
+pub async fn completed_of_database(
+    pool: &PgPool,
+    tenant: Uuid,
+    server: i64,
+    database: &str,
+) -> Result<Vec<Backup>> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM backups WHERE tenant_id = $1 AND server_id = $2 AND database_name = $3 \
+         AND status = 'completed' ORDER BY created_at DESC, id DESC"
+    );
+    Ok(sqlx::query_as::<_, Backup>(sql)
+        .bind(tenant)
+        .bind(server)
+        .bind(database)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// For retention: deletes the record of a completed backup (never one in
+/// any other state); true when it was deleted.
+pub async fn delete_completed(pool: &PgPool, tenant: Uuid, id: i64) -> Result<bool> {
+    Ok(sqlx::query(
+        "DELETE FROM backups WHERE tenant_id = $1 AND id = $2 AND status = 'completed'",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected()
+        == 1)
+}

@@ -3,6 +3,8 @@
 pub mod api_keys;
 pub mod backups;
 pub mod error_groups;
+pub mod retention_policies;
+pub mod schedules;
 pub mod servers;
 pub mod tasks;
 pub mod tenants;
