@@ -167,7 +167,10 @@ mod tests {
             "0 0 31 2 *",
         ] {
             assert!(
-                matches!(CronSchedule::parse(bad, "UTC"), Err(CronError::Expression(_))),
+                matches!(
+                    CronSchedule::parse(bad, "UTC"),
+                    Err(CronError::Expression(_))
+                ),
                 "{bad:?} accepted"
             );
         }

@@ -73,7 +73,11 @@ impl Rules {
 
     /// For each backup (an id and its time), the rules that keep it;
     /// a backup absent from the answer is kept by none.
-    pub fn keep(&self, backups: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> BTreeMap<i64, Vec<Reason>> {
+    pub fn keep(
+        &self,
+        backups: &[(i64, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> BTreeMap<i64, Vec<Reason>> {
         let mut kept: BTreeMap<i64, Vec<Reason>> = BTreeMap::new();
         if self.is_empty() {
             for (id, _) in backups {
@@ -98,12 +102,16 @@ impl Rules {
             }
         }
         let buckets: [(Reason, Option<i32>, fn(&DateTime<Utc>) -> (i32, u32, u32)); 3] = [
-            (Reason::Daily, self.keep_daily, |t| (t.year(), t.month(), t.day())),
+            (Reason::Daily, self.keep_daily, |t| {
+                (t.year(), t.month(), t.day())
+            }),
             (Reason::Weekly, self.keep_weekly, |t| {
                 let w = t.iso_week();
                 (w.year(), w.week(), 0)
             }),
-            (Reason::Monthly, self.keep_monthly, |t| (t.year(), t.month(), 0)),
+            (Reason::Monthly, self.keep_monthly, |t| {
+                (t.year(), t.month(), 0)
+            }),
         ];
         for (reason, n, bucket) in buckets {
             let mut left = count(n);
@@ -127,7 +135,11 @@ impl Rules {
 /// The ids of `backups` that none of `policies` keeps (for a database
 /// whose schedules name several policies, a backup any of them keeps
 /// stays).
-pub fn to_delete(policies: &[Rules], backups: &[(i64, DateTime<Utc>)], now: DateTime<Utc>) -> Vec<i64> {
+pub fn to_delete(
+    policies: &[Rules],
+    backups: &[(i64, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Vec<i64> {
     if policies.is_empty() {
         return Vec::new();
     }
@@ -154,7 +166,11 @@ mod tests {
 
     /// Backups with ids 1.. in the order given.
     fn backups(times: &[&str]) -> Vec<(i64, DateTime<Utc>)> {
-        times.iter().enumerate().map(|(i, s)| (i as i64 + 1, t(s))).collect()
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64 + 1, t(s)))
+            .collect()
     }
 
     fn kept_ids(r: &Rules, b: &[(i64, DateTime<Utc>)], now: &str) -> Vec<i64> {
@@ -164,7 +180,9 @@ mod tests {
     /// One backup a day at 02:00 from 2024-01-01 to 2024-03-31 (ids 1..=91).
     fn daily_quarter() -> Vec<(i64, DateTime<Utc>)> {
         let start = t("2024-01-01T02:00:00Z");
-        (0..91).map(|d| (d + 1, start + Duration::days(d))).collect()
+        (0..91)
+            .map(|d| (d + 1, start + Duration::days(d)))
+            .collect()
     }
 
     #[test]
@@ -179,22 +197,34 @@ mod tests {
         let cases = vec![
             Case {
                 name: "last 3",
-                rules: Rules { keep_last_n: Some(3), ..Default::default() },
+                rules: Rules {
+                    keep_last_n: Some(3),
+                    ..Default::default()
+                },
                 kept: vec![89, 90, 91],
             },
             Case {
                 name: "last more than there are",
-                rules: Rules { keep_last_n: Some(500), ..Default::default() },
+                rules: Rules {
+                    keep_last_n: Some(500),
+                    ..Default::default()
+                },
                 kept: (1..=91).collect(),
             },
             Case {
                 name: "days 7 (newer than now - 7 days)",
-                rules: Rules { keep_days: Some(7), ..Default::default() },
+                rules: Rules {
+                    keep_days: Some(7),
+                    ..Default::default()
+                },
                 kept: vec![85, 86, 87, 88, 89, 90, 91],
             },
             Case {
                 name: "daily 5",
-                rules: Rules { keep_daily: Some(5), ..Default::default() },
+                rules: Rules {
+                    keep_daily: Some(5),
+                    ..Default::default()
+                },
                 kept: vec![87, 88, 89, 90, 91],
             },
             Case {
@@ -202,17 +232,26 @@ mod tests {
                 // Mon 25 .. Sun 31 (newest: 31 = id 91), then the Sundays
                 // before it.
                 name: "weekly 3",
-                rules: Rules { keep_weekly: Some(3), ..Default::default() },
+                rules: Rules {
+                    keep_weekly: Some(3),
+                    ..Default::default()
+                },
                 kept: vec![77, 84, 91],
             },
             Case {
                 name: "monthly 2: the last backup of March and of February",
-                rules: Rules { keep_monthly: Some(2), ..Default::default() },
+                rules: Rules {
+                    keep_monthly: Some(2),
+                    ..Default::default()
+                },
                 kept: vec![60, 91],
             },
             Case {
                 name: "monthly 12 with only three months",
-                rules: Rules { keep_monthly: Some(12), ..Default::default() },
+                rules: Rules {
+                    keep_monthly: Some(12),
+                    ..Default::default()
+                },
                 kept: vec![31, 60, 91],
             },
             Case {
@@ -228,7 +267,11 @@ mod tests {
             },
             Case {
                 name: "zero is no rule",
-                rules: Rules { keep_last_n: Some(0), keep_daily: Some(1), ..Default::default() },
+                rules: Rules {
+                    keep_last_n: Some(0),
+                    keep_daily: Some(1),
+                    ..Default::default()
+                },
                 kept: vec![91],
             },
             Case {
@@ -238,7 +281,11 @@ mod tests {
             },
             Case {
                 name: "all zero keeps everything",
-                rules: Rules { keep_last_n: Some(0), keep_days: Some(0), ..Default::default() },
+                rules: Rules {
+                    keep_last_n: Some(0),
+                    keep_days: Some(0),
+                    ..Default::default()
+                },
                 kept: (1..=91).collect(),
             },
         ];
@@ -258,16 +305,26 @@ mod tests {
             "2024-01-05T11:00:00Z", // newest of Jan 5
             "2024-01-20T08:00:00Z", // newest of Jan 20
         ]);
-        let daily = Rules { keep_daily: Some(2), ..Default::default() };
+        let daily = Rules {
+            keep_daily: Some(2),
+            ..Default::default()
+        };
         assert_eq!(kept_ids(&daily, &b, "2024-06-01T00:00:00Z"), vec![4, 5]);
-        let daily = Rules { keep_daily: Some(3), ..Default::default() };
+        let daily = Rules {
+            keep_daily: Some(3),
+            ..Default::default()
+        };
         assert_eq!(kept_ids(&daily, &b, "2024-06-01T00:00:00Z"), vec![2, 4, 5]);
     }
 
     #[test]
     fn reasons_are_reported_per_backup() {
         let b = backups(&["2024-01-01T01:00:00Z", "2024-01-02T01:00:00Z"]);
-        let r = Rules { keep_last_n: Some(1), keep_daily: Some(2), ..Default::default() };
+        let r = Rules {
+            keep_last_n: Some(1),
+            keep_daily: Some(2),
+            ..Default::default()
+        };
         let k = r.keep(&b, t("2024-01-03T00:00:00Z"));
         assert_eq!(k[&2], vec![Reason::LastN, Reason::Daily]);
         assert_eq!(k[&1], vec![Reason::Daily]);
@@ -276,8 +333,15 @@ mod tests {
     #[test]
     fn iso_weeks_cross_years() {
         // 2024-12-30 (Mon) is in ISO week 1 of 2025, with 2025-01-02.
-        let b = backups(&["2024-12-29T12:00:00Z", "2024-12-30T12:00:00Z", "2025-01-02T12:00:00Z"]);
-        let r = Rules { keep_weekly: Some(2), ..Default::default() };
+        let b = backups(&[
+            "2024-12-29T12:00:00Z",
+            "2024-12-30T12:00:00Z",
+            "2025-01-02T12:00:00Z",
+        ]);
+        let r = Rules {
+            keep_weekly: Some(2),
+            ..Default::default()
+        };
         assert_eq!(kept_ids(&r, &b, "2025-01-03T00:00:00Z"), vec![1, 3]);
     }
 
@@ -285,8 +349,14 @@ mod tests {
     fn several_policies_delete_only_what_none_keeps() {
         let q = daily_quarter();
         let now = t("2024-04-01T00:00:00Z");
-        let a = Rules { keep_last_n: Some(1), ..Default::default() };
-        let b = Rules { keep_monthly: Some(3), ..Default::default() };
+        let a = Rules {
+            keep_last_n: Some(1),
+            ..Default::default()
+        };
+        let b = Rules {
+            keep_monthly: Some(3),
+            ..Default::default()
+        };
         let gone = to_delete(&[a, b], &q, now);
         assert_eq!(gone.len(), 91 - 3);
         assert!(!gone.contains(&31) && !gone.contains(&60) && !gone.contains(&91));

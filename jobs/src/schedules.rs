@@ -93,7 +93,9 @@ pub async fn tick(ctx: &JobContext, s: &ScheduleSettings) -> Result<usize, JobEr
     }
     let groups = schedules::claim_sweeps(&ctx.pg, s.sweep_every.as_secs_f64()).await?;
     for (tenant, server, database) in groups {
-        if let Err(e) = crate::sweep::enqueue(&ctx.pg, &ctx.namespace, tenant, server, &database).await {
+        if let Err(e) =
+            crate::sweep::enqueue(&ctx.pg, &ctx.namespace, tenant, server, &database).await
+        {
             tracing::warn!(%tenant, server, %database, error = %e, "retention sweep not queued");
         }
     }
@@ -101,7 +103,11 @@ pub async fn tick(ctx: &JobContext, s: &ScheduleSettings) -> Result<usize, JobEr
 }
 
 /// Runs ticks until `stop` resolves.
-pub async fn run(ctx: JobContext, s: ScheduleSettings, stop: impl std::future::Future<Output = ()>) {
+pub async fn run(
+    ctx: JobContext,
+    s: ScheduleSettings,
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     let mut every = tokio::time::interval(s.tick.max(Duration::from_millis(50)));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -95,7 +95,15 @@ pub async fn after_backup(ctx: &JobContext, backup_id: i64) {
             return;
         }
     };
-    match enqueue(&ctx.pg, &ctx.namespace, s.tenant_id, s.server_id, &s.database_name).await {
+    match enqueue(
+        &ctx.pg,
+        &ctx.namespace,
+        s.tenant_id,
+        s.server_id,
+        &s.database_name,
+    )
+    .await
+    {
         Ok(task_id) => tracing::debug!(backup_id, %task_id, "retention sweep queued"),
         Err(e) => tracing::warn!(backup_id, error = %e, "retention sweep not queued"),
     }

@@ -216,7 +216,13 @@ async fn wait_task(app: &TestApp, user: &User, task: &str, secs: u64) -> Value {
 }
 
 /// Takes a backup and waits for its job; answers the backup object.
-pub(crate) async fn backup(app: &TestApp, user: &User, server: i64, db: &str, body: Value) -> Value {
+pub(crate) async fn backup(
+    app: &TestApp,
+    user: &User,
+    server: i64,
+    db: &str,
+    body: Value,
+) -> Value {
     let mut b = json!({"server_id": server, "database_name": db, "backup_type": "full"});
     for (k, v) in body.as_object().unwrap() {
         b[k] = v.clone();

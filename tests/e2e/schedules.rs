@@ -29,15 +29,33 @@ async fn schedule_crud_next_run_validation_and_isolation() {
     let other_server = pg_server(&app, &other).await;
 
     // Create: 201, the contract's fields, next_run the next 02:00 UTC.
-    let (s, v) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(json!({
-        "name": "Daily", "description": "nightly", "server_id": server,
-        "database_name": "myapp_production", "cron_expression": "0 2 * * *",
-        "timezone": "UTC", "backup_type": "full", "enabled": true,
-        "notify_on_success": false, "notify_on_failure": true
-    }))).await;
+    let (s, v) = call(
+        &app,
+        &user,
+        Method::POST,
+        "/api/v1/schedules",
+        Some(json!({
+            "name": "Daily", "description": "nightly", "server_id": server,
+            "database_name": "myapp_production", "cron_expression": "0 2 * * *",
+            "timezone": "UTC", "backup_type": "full", "enabled": true,
+            "notify_on_success": false, "notify_on_failure": true
+        })),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
-    for f in ["id", "name", "server_id", "database_name", "cron_expression", "timezone",
-              "backup_type", "enabled", "last_run", "next_run", "created_at"] {
+    for f in [
+        "id",
+        "name",
+        "server_id",
+        "database_name",
+        "cron_expression",
+        "timezone",
+        "backup_type",
+        "enabled",
+        "last_run",
+        "next_run",
+        "created_at",
+    ] {
         assert!(v.get(f).is_some(), "{f} missing from {v}");
     }
     assert!(v["id"].is_i64());
@@ -48,18 +66,31 @@ async fn schedule_crud_next_run_validation_and_isolation() {
     let now = Utc::now();
     assert!(v["next_run"].as_str().unwrap().ends_with('Z'));
     assert_eq!((next.hour(), next.minute(), next.second()), (2, 0, 0));
-    assert!(next > now && next - now <= chrono::Duration::hours(24), "{next}");
+    assert!(
+        next > now && next - now <= chrono::Duration::hours(24),
+        "{next}"
+    );
     let id = v["id"].as_i64().unwrap();
 
     // Europe/Berlin 09:30: 08:30 UTC in winter (CET), 07:30 in summer.
-    let (s, b) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(json!({
-        "name": "Berlin", "server_id": server, "database_name": "db1",
-        "cron_expression": "30 9 * * *", "timezone": "Europe/Berlin"
-    }))).await;
+    let (s, b) = call(
+        &app,
+        &user,
+        Method::POST,
+        "/api/v1/schedules",
+        Some(json!({
+            "name": "Berlin", "server_id": server, "database_name": "db1",
+            "cron_expression": "30 9 * * *", "timezone": "Europe/Berlin"
+        })),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     let next = time(&b["next_run"]);
     let now = Utc::now();
-    assert!(next > now && next - now <= chrono::Duration::hours(24), "{next}");
+    assert!(
+        next > now && next - now <= chrono::Duration::hours(24),
+        "{next}"
+    );
     let local = next.with_timezone(&chrono::FixedOffset::east_opt(0).unwrap());
     assert_eq!(local.minute(), 30);
     assert!(local.hour() == 8 || local.hour() == 7, "{next}");
@@ -87,8 +118,16 @@ async fn schedule_crud_next_run_validation_and_isolation() {
         body[field] = value.clone();
         let (s, e) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(body)).await;
         assert_eq!(s, 422, "{field}={value}: {e}");
-        let locs: Vec<Value> = e["detail"].as_array().unwrap().iter().map(|d| d["loc"].clone()).collect();
-        assert!(locs.contains(&json!(["body", field])), "{field}={value}: {e}");
+        let locs: Vec<Value> = e["detail"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["loc"].clone())
+            .collect();
+        assert!(
+            locs.contains(&json!(["body", field])),
+            "{field}={value}: {e}"
+        );
     }
     for missing in ["name", "server_id", "database_name", "cron_expression"] {
         let mut body = base.clone();
@@ -100,16 +139,25 @@ async fn schedule_crud_next_run_validation_and_isolation() {
     }
 
     // Unknown or another tenant's server or policy: 404.
-    for (field, value) in [("server_id", json!(other_server)), ("server_id", json!(999_999_999)),
-                           ("retention_policy_id", json!(999_999_999))] {
+    for (field, value) in [
+        ("server_id", json!(other_server)),
+        ("server_id", json!(999_999_999)),
+        ("retention_policy_id", json!(999_999_999)),
+    ] {
         let mut body = base.clone();
         body[field] = value;
         let (s, e) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(body)).await;
         assert_eq!(s, 404, "{e}");
         assert_eq!(e["code"], "NOT_FOUND");
     }
-    let (_, op) = call(&app, &other, Method::POST, "/api/v1/retention-policies",
-                       Some(json!({"name": "theirs", "keep_last_n": 1}))).await;
+    let (_, op) = call(
+        &app,
+        &other,
+        Method::POST,
+        "/api/v1/retention-policies",
+        Some(json!({"name": "theirs", "keep_last_n": 1})),
+    )
+    .await;
     let mut body = base.clone();
     body["retention_policy_id"] = op["id"].clone();
     let (s, _) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(body)).await;
@@ -125,22 +173,49 @@ async fn schedule_crud_next_run_validation_and_isolation() {
 
     // PUT is partial: disable (no next run), then re-enable and move it.
     let path = format!("/api/v1/schedules/{id}");
-    let (s, u) = call(&app, &user, Method::PUT, &path, Some(json!({"enabled": false}))).await;
+    let (s, u) = call(
+        &app,
+        &user,
+        Method::PUT,
+        &path,
+        Some(json!({"enabled": false})),
+    )
+    .await;
     assert_eq!(s, 200, "{u}");
     assert_eq!(u["enabled"], false);
     assert!(u["next_run"].is_null());
     assert_eq!(u["name"], "Daily");
     assert_eq!(u["cron_expression"], "0 2 * * *");
-    let (s, u) = call(&app, &user, Method::PUT, &path,
-                      Some(json!({"enabled": true, "cron_expression": "15 4 * * *"}))).await;
+    let (s, u) = call(
+        &app,
+        &user,
+        Method::PUT,
+        &path,
+        Some(json!({"enabled": true, "cron_expression": "15 4 * * *"})),
+    )
+    .await;
     assert_eq!(s, 200, "{u}");
     let next = time(&u["next_run"]);
     assert_eq!((next.hour(), next.minute()), (4, 15));
     assert_eq!(u["description"], "nightly");
-    let (s, e) = call(&app, &user, Method::PUT, &path, Some(json!({"timezone": "Nowhere/Land"}))).await;
+    let (s, e) = call(
+        &app,
+        &user,
+        Method::PUT,
+        &path,
+        Some(json!({"timezone": "Nowhere/Land"})),
+    )
+    .await;
     assert_eq!(s, 422);
     assert_eq!(e["detail"][0]["loc"], json!(["body", "timezone"]));
-    let (s, e) = call(&app, &user, Method::PUT, &path, Some(json!({"cron_expression": "* * *"}))).await;
+    let (s, e) = call(
+        &app,
+        &user,
+        Method::PUT,
+        &path,
+        Some(json!({"cron_expression": "* * *"})),
+    )
+    .await;
     assert_eq!(s, 422);
     assert_eq!(e["detail"][0]["loc"], json!(["body", "cron_expression"]));
     let (s, _) = call(&app, &user, Method::GET, &path, None).await;
@@ -150,8 +225,11 @@ async fn schedule_crud_next_run_validation_and_isolation() {
     let (s, l) = call(&app, &other, Method::GET, "/api/v1/schedules", None).await;
     assert_eq!(s, 200);
     assert_eq!(l, json!([]));
-    for (m, body) in [(Method::GET, None), (Method::PUT, Some(json!({"enabled": false}))),
-                      (Method::DELETE, None)] {
+    for (m, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"enabled": false}))),
+        (Method::DELETE, None),
+    ] {
         let (s, e) = call(&app, &other, m, &path, body).await;
         assert_eq!(s, 404, "{e}");
     }
@@ -161,8 +239,11 @@ async fn schedule_crud_next_run_validation_and_isolation() {
     // Delete, then 404.
     let (s, _) = call(&app, &user, Method::DELETE, &path, None).await;
     assert!(s == 200 || s == 204);
-    for (m, body) in [(Method::GET, None), (Method::PUT, Some(json!({"enabled": false}))),
-                      (Method::DELETE, None)] {
+    for (m, body) in [
+        (Method::GET, None),
+        (Method::PUT, Some(json!({"enabled": false}))),
+        (Method::DELETE, None),
+    ] {
         let (s, _) = call(&app, &user, m, &path, body).await;
         assert_eq!(s, 404);
     }
@@ -173,7 +254,14 @@ async fn schedule_crud_next_run_validation_and_isolation() {
 
 /// The backups of `server`, newest first.
 async fn backups_of(app: &TestApp, user: &crate::support::User, server: i64) -> Vec<Value> {
-    let (s, v) = call(app, user, Method::GET, &format!("/api/v1/backups?server_id={server}"), None).await;
+    let (s, v) = call(
+        app,
+        user,
+        Method::GET,
+        &format!("/api/v1/backups?server_id={server}"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     v["items"].as_array().unwrap().clone()
 }
@@ -191,15 +279,27 @@ async fn due_and_missed_ticks_run_once_with_two_schedulers() {
     .await;
     let user = a.register_user().await;
     let db = unique("sched_src");
-    let _c = Cleanup { pg: vec![db.clone()], my: vec![] };
+    let _c = Cleanup {
+        pg: vec![db.clone()],
+        my: vec![],
+    };
     pg("postgres", &format!("CREATE DATABASE \"{db}\""));
-    pg(&db, "CREATE TABLE t (id int PRIMARY KEY, v text); \
-             INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g;");
+    pg(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 100) g;",
+    );
     let server = pg_server(&a, &user).await;
     let db2 = unique("sched_src");
-    let _c2 = Cleanup { pg: vec![db2.clone()], my: vec![] };
+    let _c2 = Cleanup {
+        pg: vec![db2.clone()],
+        my: vec![],
+    };
     pg("postgres", &format!("CREATE DATABASE \"{db2}\""));
-    pg(&db2, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    pg(
+        &db2,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
     let server2 = pg_server(&a, &user).await;
 
     // Yearly and daily schedules, made due by hand: one tick due now, and
@@ -214,9 +314,15 @@ async fn due_and_missed_ticks_run_once_with_two_schedulers() {
         ids.push(v["id"].as_i64().unwrap());
     }
     sqlx::query("UPDATE schedules SET next_run = now() - interval '1 second' WHERE id = $1")
-        .bind(ids[0]).execute(&a.running.pg).await.unwrap();
+        .bind(ids[0])
+        .execute(&a.running.pg)
+        .await
+        .unwrap();
     sqlx::query("UPDATE schedules SET next_run = now() - interval '5 days' WHERE id = $1")
-        .bind(ids[1]).execute(&a.running.pg).await.unwrap();
+        .bind(ids[1])
+        .execute(&a.running.pg)
+        .await
+        .unwrap();
 
     for srv in [server, server2] {
         let done = wait_for("the scheduled backup to complete", || async {
@@ -231,16 +337,36 @@ async fn due_and_missed_ticks_run_once_with_two_schedulers() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for (srv, id) in [(server, ids[0]), (server2, ids[1])] {
         assert_eq!(backups_of(&a, &user, srv).await.len(), 1);
-        let (_, s) = call(&a, &user, Method::GET, &format!("/api/v1/schedules/{id}"), None).await;
+        let (_, s) = call(
+            &a,
+            &user,
+            Method::GET,
+            &format!("/api/v1/schedules/{id}"),
+            None,
+        )
+        .await;
         let last = time(&s["last_run"]);
         let next = time(&s["next_run"]);
-        assert!(last <= Utc::now() && Utc::now() - last < chrono::Duration::minutes(2), "{s}");
+        assert!(
+            last <= Utc::now() && Utc::now() - last < chrono::Duration::minutes(2),
+            "{s}"
+        );
         assert!(next > Utc::now(), "{s}");
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM backups WHERE schedule_id = $1")
-            .bind(id).fetch_one(&a.running.pg).await.unwrap();
+            .bind(id)
+            .fetch_one(&a.running.pg)
+            .await
+            .unwrap();
         assert_eq!(n, 1);
     }
-    let (_, s) = call(&a, &user, Method::GET, &format!("/api/v1/schedules/{}", ids[1]), None).await;
+    let (_, s) = call(
+        &a,
+        &user,
+        Method::GET,
+        &format!("/api/v1/schedules/{}", ids[1]),
+        None,
+    )
+    .await;
     let next = time(&s["next_run"]);
     assert_eq!((next.hour(), next.minute()), (3, 0));
     assert!(next - Utc::now() <= chrono::Duration::hours(24));

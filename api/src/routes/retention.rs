@@ -192,22 +192,36 @@ pub async fn dry_run(
     let server_id = match q.str("server_id").map(str::parse::<i64>) {
         Some(Ok(n)) => Some(n),
         Some(Err(_)) => {
-            errors.push(query_error("server_id", "value is not a valid integer", "type_error.integer"));
+            errors.push(query_error(
+                "server_id",
+                "value is not a valid integer",
+                "type_error.integer",
+            ));
             None
         }
         None => {
-            errors.push(query_error("server_id", "field required", "value_error.missing"));
+            errors.push(query_error(
+                "server_id",
+                "field required",
+                "value_error.missing",
+            ));
             None
         }
     };
     let database = q.str("database_name").map(str::to_owned);
     match &database {
-        None => errors.push(query_error("database_name", "field required", "value_error.missing")),
-        Some(d) if sluice_backup::engine::validate_database_name(d).is_err() => errors.push(query_error(
+        None => errors.push(query_error(
             "database_name",
-            "use 1 to 63 ASCII letters, digits, '_' or '-'",
-            "value_error.str.regex",
+            "field required",
+            "value_error.missing",
         )),
+        Some(d) if sluice_backup::engine::validate_database_name(d).is_err() => {
+            errors.push(query_error(
+                "database_name",
+                "use 1 to 63 ASCII letters, digits, '_' or '-'",
+                "value_error.str.regex",
+            ))
+        }
         Some(_) => {}
     }
     let (Some(server_id), Some(database), true) = (server_id, database, errors.is_empty()) else {

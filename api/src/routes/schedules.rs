@@ -89,7 +89,10 @@ async fn load(state: &ApiState, p: &Principal, id: i64) -> ApiResult<Schedule> {
 
 /// Reads a create (`old` none) or partial update body; every failure a
 /// 422. Answers the fields and the parsed schedule.
-fn read_body(body: &[u8], old: Option<&ScheduleFields>) -> ApiResult<(ScheduleFields, CronSchedule)> {
+fn read_body(
+    body: &[u8],
+    old: Option<&ScheduleFields>,
+) -> ApiResult<(ScheduleFields, CronSchedule)> {
     let obj = object(body)?;
     let mut v = Validator::new();
     let creating = old.is_none();
@@ -132,7 +135,10 @@ fn read_body(body: &[u8], old: Option<&ScheduleFields>) -> ApiResult<(ScheduleFi
             ));
         }
     }
-    let cron = keep(v.string(&obj, &["cron_expression"], SHORT), &base.cron_expression);
+    let cron = keep(
+        v.string(&obj, &["cron_expression"], SHORT),
+        &base.cron_expression,
+    );
     let cron = v.require(cron, &["cron_expression"]);
     let tz = v
         .string(&obj, &["timezone"], 64)
@@ -170,7 +176,11 @@ fn read_body(body: &[u8], old: Option<&ScheduleFields>) -> ApiResult<(ScheduleFi
                 "value_error.timezone",
             )),
             Err(e @ CronError::Expression(_)) => {
-                v.fail(FieldError::body(&["cron_expression"], e.to_string(), "value_error.cron"));
+                v.fail(FieldError::body(
+                    &["cron_expression"],
+                    e.to_string(),
+                    "value_error.cron",
+                ));
                 // The zone may be wrong as well: say so at once.
                 if sluice_jobs::cron::parse_timezone(z).is_err() {
                     v.fail(FieldError::body(
@@ -198,7 +208,8 @@ fn read_body(body: &[u8], old: Option<&ScheduleFields>) -> ApiResult<(ScheduleFi
         notify_on_success,
         notify_on_failure,
     };
-    let parsed = parsed.ok_or_else(|| ApiError::BadRequest("cron_expression and timezone are required".into()))?;
+    let parsed = parsed
+        .ok_or_else(|| ApiError::BadRequest("cron_expression and timezone are required".into()))?;
     Ok((fields, parsed))
 }
 

@@ -292,13 +292,15 @@ pub async fn completed_of_database(
 /// For retention: deletes the record of a completed backup (never one in
 /// any other state); true when it was deleted.
 pub async fn delete_completed(pool: &PgPool, tenant: Uuid, id: i64) -> Result<bool> {
-    Ok(sqlx::query(
-        "DELETE FROM backups WHERE tenant_id = $1 AND id = $2 AND status = 'completed'",
+    Ok(
+        sqlx::query(
+            "DELETE FROM backups WHERE tenant_id = $1 AND id = $2 AND status = 'completed'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected()
+            == 1,
     )
-    .bind(tenant)
-    .bind(id)
-    .execute(pool)
-    .await?
-    .rows_affected()
-        == 1)
 }
