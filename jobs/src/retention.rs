@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 
+/// The calendar bucket (day, ISO week or month) of a backup's time.
+type Bucket = fn(&DateTime<Utc>) -> (i32, u32, u32);
+
 /// The keep rules of a policy (`None` or 0: the rule is off).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rules {
@@ -101,7 +104,7 @@ impl Rules {
                 }
             }
         }
-        let buckets: [(Reason, Option<i32>, fn(&DateTime<Utc>) -> (i32, u32, u32)); 3] = [
+        let buckets: [(Reason, Option<i32>, Bucket); 3] = [
             (Reason::Daily, self.keep_daily, |t| {
                 (t.year(), t.month(), t.day())
             }),
