@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod backups;
 pub mod error_groups;
+pub mod notification_channels;
 pub mod servers;
 pub mod tasks;
 pub mod tenants;
