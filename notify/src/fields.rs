@@ -47,8 +47,11 @@ impl Reader {
             }
             Some(Value::String(s)) => Some(s.clone()),
             Some(_) => {
-                self.problems
-                    .push(FieldProblem::new(field, "str type expected", "type_error.str"));
+                self.problems.push(FieldProblem::new(
+                    field,
+                    "str type expected",
+                    "type_error.str",
+                ));
                 None
             }
         }
@@ -125,8 +128,11 @@ impl Reader {
             Some(Value::Array(a)) => a.iter().collect(),
             Some(v @ Value::String(_)) => vec![v],
             Some(_) => {
-                self.problems
-                    .push(FieldProblem::new(field, "value is not a valid list", "type_error.list"));
+                self.problems.push(FieldProblem::new(
+                    field,
+                    "value is not a valid list",
+                    "type_error.list",
+                ));
                 return Vec::new();
             }
         };
@@ -169,8 +175,11 @@ impl Reader {
     }
 
     fn missing(&mut self, field: &str) {
-        self.problems
-            .push(FieldProblem::new(field, "field required", "value_error.missing"));
+        self.problems.push(FieldProblem::new(
+            field,
+            "field required",
+            "value_error.missing",
+        ));
     }
 
     pub fn finish<T>(self, v: T) -> Result<T, Vec<FieldProblem>> {

@@ -47,7 +47,11 @@ pub(crate) async fn post_json(
     let msg = if quoted.trim().is_empty() {
         format!("the receiver answered HTTP {}", status.as_u16())
     } else {
-        format!("the receiver answered HTTP {}: {}", status.as_u16(), quoted.trim())
+        format!(
+            "the receiver answered HTTP {}: {}",
+            status.as_u16(),
+            quoted.trim()
+        )
     };
     if status.is_server_error() || status.as_u16() == 429 {
         Err(NotifyError::Transient(msg))

@@ -40,6 +40,9 @@ pub use error::NotifyError;
 pub use fields::FieldProblem;
 pub use notifier::{http_client, open_config, seal_config, Notifier, Outcome};
 pub use registry::AnyChannel;
+
+/// The HTTP client the Slack and webhook channels post with.
+pub type HttpClient = reqwest::Client;
 pub use retry::RetryPolicy;
 
 /// How serious a notification is.

@@ -48,7 +48,10 @@ pub fn http_client() -> Result<reqwest::Client, NotifyError> {
 
 /// A stored channel's whole config: its public fields and its opened
 /// secrets.
-pub fn open_config(secrets: &SecretBox, ch: &NotificationChannel) -> Result<Map<String, Value>, NotifyError> {
+pub fn open_config(
+    secrets: &SecretBox,
+    ch: &NotificationChannel,
+) -> Result<Map<String, Value>, NotifyError> {
     let mut config = match &ch.fields.config.0 {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -118,7 +121,8 @@ impl Notifier {
     /// does), publishes the `notification` event, and answers the outcome.
     pub async fn test(&self, ch: &NotificationChannel, n: &Notification) -> Outcome {
         let o = self.deliver(ch, n).await;
-        self.publish(ch.tenant_id, n, std::slice::from_ref(&o)).await;
+        self.publish(ch.tenant_id, n, std::slice::from_ref(&o))
+            .await;
         o
     }
 
@@ -138,7 +142,11 @@ impl Notifier {
                 Err(e) => (Err(e), 0),
             };
             let error = result.err().map(|e| e.to_string());
-            let status = if error.is_none() { "delivered" } else { "failed" };
+            let status = if error.is_none() {
+                "delivered"
+            } else {
+                "failed"
+            };
             match &error {
                 None => tracing::info!(attempts, "notification delivered"),
                 Some(e) => tracing::warn!(attempts, error = %e, "notification not delivered"),

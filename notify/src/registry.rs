@@ -25,7 +25,10 @@ pub fn secret_fields(kind: &str) -> &'static [&'static str] {
 
 /// Checks a whole config (secrets included) for `kind` and answers it in
 /// its canonical form (known fields only), or every problem found.
-pub fn normalize(kind: &str, config: &Map<String, Value>) -> Result<Map<String, Value>, Vec<FieldProblem>> {
+pub fn normalize(
+    kind: &str,
+    config: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<FieldProblem>> {
     let v = match kind {
         "slack" => serde_json::to_value(slack::parse(config)?),
         "webhook" => serde_json::to_value(webhook::parse(config)?),
@@ -60,13 +63,23 @@ pub enum AnyChannel {
 }
 
 /// The channel of type `kind` with `config` (secrets included).
-pub fn build(kind: &str, config: &Map<String, Value>, http: &reqwest::Client) -> Result<AnyChannel, NotifyError> {
+pub fn build(
+    kind: &str,
+    config: &Map<String, Value>,
+    http: &reqwest::Client,
+) -> Result<AnyChannel, NotifyError> {
     let invalid = |p: Vec<FieldProblem>| {
-        let fields: Vec<String> = p.into_iter().map(|p| format!("{}: {}", p.field, p.msg)).collect();
+        let fields: Vec<String> = p
+            .into_iter()
+            .map(|p| format!("{}: {}", p.field, p.msg))
+            .collect();
         NotifyError::Config(fields.join("; "))
     };
     Ok(match kind {
-        "slack" => AnyChannel::Slack(Slack::new(slack::parse(config).map_err(invalid)?, http.clone())),
+        "slack" => AnyChannel::Slack(Slack::new(
+            slack::parse(config).map_err(invalid)?,
+            http.clone(),
+        )),
         "webhook" => AnyChannel::Webhook(Webhook::new(
             webhook::parse(config).map_err(invalid)?,
             http.clone(),
@@ -101,7 +114,13 @@ mod tests {
         assert!(!public.contains_key("password"));
         assert_eq!(secret["password"], "p");
         assert_eq!(public["username"], "u");
-        let m = normalize("slack", json!({"webhook_url": "https://h/x", "channel": "#a"}).as_object().unwrap()).unwrap();
+        let m = normalize(
+            "slack",
+            json!({"webhook_url": "https://h/x", "channel": "#a"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
         let (public, secret) = split("slack", m);
         assert_eq!(public.keys().collect::<Vec<_>>(), ["channel"]);
         assert_eq!(secret["webhook_url"], "https://h/x");

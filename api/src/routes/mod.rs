@@ -6,6 +6,7 @@ pub mod dead_letters;
 pub mod errors;
 pub mod health;
 pub mod identity;
+pub mod notifications;
 pub mod servers;
 pub mod tracking;
 

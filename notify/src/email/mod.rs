@@ -76,7 +76,12 @@ pub fn message(cfg: &Config, n: &Notification) -> Result<Message, NotifyError> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().chars().take(120).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(120)
+        .collect()
 }
 
 pub struct Email {

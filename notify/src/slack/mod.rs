@@ -71,7 +71,10 @@ mod tests {
     fn payload_carries_the_message_and_channel() {
         let c = json!({"webhook_url": "https://hooks.slack.com/services/T/B/x", "channel": "#ops"});
         let cfg = parse(c.as_object().unwrap()).unwrap();
-        let p = payload(&cfg, &Notification::new(Level::Warning, "Backup", "disk is full"));
+        let p = payload(
+            &cfg,
+            &Notification::new(Level::Warning, "Backup", "disk is full"),
+        );
         assert!(p["text"].as_str().unwrap().contains("disk is full"));
         assert_eq!(p["channel"], "#ops");
     }
@@ -82,6 +85,9 @@ mod tests {
         assert_eq!(e[0].field, "webhook_url");
         assert_eq!(e[0].kind, "value_error.missing");
         let c = json!({"webhook_url": "ftp://x"});
-        assert_eq!(parse(c.as_object().unwrap()).err().unwrap()[0].field, "webhook_url");
+        assert_eq!(
+            parse(c.as_object().unwrap()).err().unwrap()[0].field,
+            "webhook_url"
+        );
     }
 }

@@ -52,7 +52,10 @@ pub fn signature(secret: &str, body: &[u8]) -> Result<String, NotifyError> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
         .map_err(|e| NotifyError::Config(e.to_string()))?;
     mac.update(body);
-    Ok(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
 }
 
 pub struct Webhook {
@@ -68,8 +71,7 @@ impl Webhook {
 
 impl Channel for Webhook {
     async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
-        let bytes =
-            serde_json::to_vec(&body(n)).map_err(|e| NotifyError::Config(e.to_string()))?;
+        let bytes = serde_json::to_vec(&body(n)).map_err(|e| NotifyError::Config(e.to_string()))?;
         let mut headers = Vec::new();
         if let Some(secret) = &self.cfg.secret {
             headers.push((
@@ -107,7 +109,9 @@ mod tests {
 
     #[test]
     fn url_is_required() {
-        let e = parse(json!({"secret": "s"}).as_object().unwrap()).err().unwrap();
+        let e = parse(json!({"secret": "s"}).as_object().unwrap())
+            .err()
+            .unwrap();
         assert_eq!(e[0].field, "url");
     }
 }

@@ -40,7 +40,8 @@ pub struct ChannelFields {
     pub secrets_sealed: Option<Vec<u8>>,
 }
 
-type Q<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, NotificationChannel, sqlx::postgres::PgArguments>;
+type Q<'q> =
+    sqlx::query::QueryAs<'q, sqlx::Postgres, NotificationChannel, sqlx::postgres::PgArguments>;
 
 fn bind_fields<'q>(q: Q<'q>, f: &'q ChannelFields) -> Q<'q> {
     q.bind(&f.name)
@@ -50,7 +51,11 @@ fn bind_fields<'q>(q: Q<'q>, f: &'q ChannelFields) -> Q<'q> {
         .bind(&f.secrets_sealed)
 }
 
-pub async fn insert(pool: &PgPool, tenant_id: Uuid, f: &ChannelFields) -> Result<NotificationChannel> {
+pub async fn insert(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    f: &ChannelFields,
+) -> Result<NotificationChannel> {
     let sql = concat!(
         "INSERT INTO notification_channels (tenant_id, name, kind, is_enabled, config, \
          secrets_sealed) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
