@@ -132,6 +132,18 @@ if ! python3 -c 'import moto.server, flask, botocore' >/dev/null 2>&1; then
 fi
 log "moto ok ($(python3 -c 'import moto; print(moto.__version__)'))"
 
+# --- aiosmtpd (notification e-mail tests) -------------------------------------
+# tests/e2e/notifications.rs starts its own SMTP server per test
+# (`python3 -m aiosmtpd -n -l 127.0.0.1:<port>` with a handler that prints
+# each message); only the package is needed here.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  log "installing aiosmtpd from PyPI"
+  python3 -m pip install -q aiosmtpd \
+    || python3 -m pip install -q --break-system-packages aiosmtpd
+fi
+log "aiosmtpd ok ($(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)'))"
+
 # --- OpenSSH server binary (backup SSH transport tests) -----------------------
 # The backup crate's SSH and docker transport tests start their own sshd
 # (generated config and keys, a spare port on 127.0.0.1, killed afterwards);

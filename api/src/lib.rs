@@ -126,6 +126,9 @@ pub struct ApiState {
     pub job_namespace: String,
     /// Verified against when a username is unknown, to even out timing.
     pub dummy_hash: String,
+    /// The HTTP client notification channels post with (none if it could
+    /// not be built; channel tests then answer why).
+    pub notify_http: Option<sluice_notify::HttpClient>,
 }
 
 impl ApiState {
@@ -153,13 +156,19 @@ impl ApiState {
             public_url: d.public_url,
             job_namespace: d.job_namespace,
             dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
+            notify_http: sluice_notify::http_client()
+                .inspect_err(|e| tracing::error!(error = %e, "notification HTTP client"))
+                .ok(),
         }
     }
 }
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, backups, dead_letters, errors, health, identity, servers, tracking};
+    use routes::{
+        analytics, backups, dead_letters, errors, health, identity, notifications, servers,
+        tracking,
+    };
     use routes::{retention, schedules};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
@@ -240,6 +249,17 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/retention-policies/{id}/dry-run",
             get(retention::dry_run),
         )
+        .route(
+            "/api/v1/notifications/channels",
+            get(notifications::list).post(notifications::create),
+        )
+        .route(
+            "/api/v1/notifications/channels/{id}",
+            get(notifications::get_one)
+                .put(notifications::update)
+                .delete(notifications::delete),
+        )
+        .route("/api/v1/notifications/test", post(notifications::test))
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

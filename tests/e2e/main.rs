@@ -10,6 +10,7 @@ mod durability;
 mod errors;
 mod identity;
 mod ingest_limits;
+mod notifications;
 mod outage;
 mod poison_input;
 mod retention;

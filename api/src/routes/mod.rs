@@ -8,6 +8,7 @@ pub mod health;
 pub mod identity;
 pub mod retention;
 pub mod schedules;
+pub mod notifications;
 pub mod servers;
 pub mod tracking;
 

@@ -5,6 +5,7 @@ pub mod backups;
 pub mod error_groups;
 pub mod retention_policies;
 pub mod schedules;
+pub mod notification_channels;
 pub mod servers;
 pub mod tasks;
 pub mod tenants;
