@@ -159,7 +159,9 @@ impl ApiState {
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, backups, dead_letters, errors, health, identity, servers, tracking};
+    use routes::{
+        analytics, backups, commands, dead_letters, errors, health, identity, servers, tracking,
+    };
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -215,6 +217,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/backups/{id}/restore", post(backups::restore))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/tasks/{task_id}", get(backups::task))
+        .route(
+            "/api/v1/commands",
+            get(commands::list).post(commands::create),
+        )
+        .route(
+            "/api/v1/commands/{id}",
+            get(commands::get_one)
+                .put(commands::update)
+                .delete(commands::delete),
+        )
+        .route("/api/v1/commands/{id}/execute", post(commands::execute))
+        .route(
+            "/api/v1/commands/{id}/executions",
+            get(commands::executions),
+        )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

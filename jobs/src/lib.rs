@@ -16,10 +16,12 @@
 //!
 //! The jobs are thin: the work itself is `sluice-backup`'s ([`backups`]:
 //! backup, restore, verify). Where a server's tools run is resolved by
-//! [`endpoint`].
+//! [`endpoint`]. Saved shell commands are jobs too ([`commands`]), their
+//! templates substituted by [`template`].
 
 pub mod attempt;
 pub mod backups;
+pub mod commands;
 pub mod context;
 pub mod endpoint;
 pub mod error;
@@ -28,6 +30,7 @@ pub mod progress;
 pub mod queue;
 pub mod runner;
 pub mod signing;
+pub mod template;
 
 pub use context::{JobContext, JobSettings};
 pub use error::JobError;

@@ -16,6 +16,8 @@ pub enum Kind {
     Backup,
     Restore,
     Verify,
+    /// A saved shell command run on a server.
+    Command,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Backup => "backup",
             Kind::Restore => "restore",
             Kind::Verify => "verify",
+            Kind::Command => "command",
         }
     }
 

@@ -12,6 +12,7 @@ use apalis::prelude::{
 use apalis_postgres::{Config, PostgresStorage};
 
 use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
+use crate::commands::{self, CommandJob};
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::queue::{self, Kind};
@@ -38,6 +39,10 @@ async fn run_restore(job: RestoreJob, ctx: Data<JobContext>) -> Result<(), BoxDy
 
 async fn run_verify(job: VerifyJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     boxed(backups::verify(&ctx, job).await)
+}
+
+async fn run_command(job: CommandJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(commands::execute(&ctx, job).await)
 }
 
 /// Runs the job workers of this process (named `name`) until `shutdown`
@@ -97,6 +102,22 @@ pub async fn run(
                 .build(run_verify)
         }
     };
+    let command = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-command");
+        let n = s.command_concurrency.max(1);
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(
+                    PostgresStorage::<CommandJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Command))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
+                .concurrency(n)
+                .data(ctx.clone())
+                .build(run_command)
+        }
+    };
     tracing::info!(worker = name, "job workers starting");
     let stop = futures::FutureExt::shared(Box::pin(shutdown));
     let health = tokio::spawn(crate::health::run(
@@ -108,6 +129,7 @@ pub async fn run(
         .register(backup)
         .register(restore)
         .register(verify)
+        .register(command)
         .shutdown_timeout(std::time::Duration::from_secs(30))
         .run_with_signal(async move {
             stop.await;

@@ -199,13 +199,7 @@ fn spawn_local(cmd: &ToolCommand) -> Result<Process> {
         let status = child.wait().await?;
         let stderr = tail.await.unwrap_or_default();
         let signalled = status.code().is_none();
-        tool_exit(
-            tool,
-            status.code(),
-            status.to_string(),
-            signalled,
-            stderr,
-        )
+        tool_exit(tool, status.code(), status.to_string(), signalled, stderr)
     });
     Ok(Process {
         stdin,
