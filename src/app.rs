@@ -189,6 +189,9 @@ fn job_settings(cfg: &Config) -> sluice_jobs::JobSettings {
         restore_concurrency: cfg.restore_concurrency.max(1),
         backup_timeout: timeout,
         restore_timeout: timeout,
+        command_concurrency: cfg.command_concurrency.max(1),
+        command_timeout: std::time::Duration::from_secs(cfg.command_timeout_secs.max(1)),
+        command_output_limit: cfg.command_output_bytes.max(1),
         retries: cfg.job_retries,
         heartbeat: std::time::Duration::from_secs(cfg.job_heartbeat_secs.max(1)),
         health: sluice_jobs::health::HealthSettings {

@@ -244,6 +244,15 @@ pub struct Config {
     /// jobs are taken up by another worker.
     #[arg(long, env = "SLUICE_JOB_HEARTBEAT_SECS", default_value_t = 10)]
     pub job_heartbeat_secs: u64,
+    /// Saved-command jobs a worker process runs at once.
+    #[arg(long, env = "SLUICE_COMMAND_CONCURRENCY", default_value_t = 4)]
+    pub command_concurrency: usize,
+    /// The longest a saved command may run; then it is stopped and fails.
+    #[arg(long, env = "SLUICE_COMMAND_TIMEOUT_SECS", default_value_t = 600)]
+    pub command_timeout_secs: u64,
+    /// The most of a command's stdout, and of its stderr, kept (bytes).
+    #[arg(long, env = "SLUICE_COMMAND_OUTPUT_BYTES", default_value_t = 1 << 20)]
+    pub command_output_bytes: usize,
     /// How often each server's database is checked in the background.
     #[arg(long, env = "SLUICE_HEALTH_CHECK_SECS", default_value_t = 60)]
     pub health_check_secs: u64,

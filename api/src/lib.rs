@@ -166,10 +166,9 @@ impl ApiState {
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
     use routes::{
-        analytics, backups, dead_letters, errors, health, identity, notifications, servers,
-        tracking,
+        analytics, backups, commands, dead_letters, errors, health, identity, notifications,
+        retention, schedules, servers, tracking,
     };
-    use routes::{retention, schedules};
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -260,6 +259,21 @@ pub fn router(state: ApiState) -> Router {
                 .delete(notifications::delete),
         )
         .route("/api/v1/notifications/test", post(notifications::test))
+        .route(
+            "/api/v1/commands",
+            get(commands::list).post(commands::create),
+        )
+        .route(
+            "/api/v1/commands/{id}",
+            get(commands::get_one)
+                .put(commands::update)
+                .delete(commands::delete),
+        )
+        .route("/api/v1/commands/{id}/execute", post(commands::execute))
+        .route(
+            "/api/v1/commands/{id}/executions",
+            get(commands::executions),
+        )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()

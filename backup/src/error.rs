@@ -87,6 +87,8 @@ pub enum BackupError {
     Tool {
         tool: String,
         status: String,
+        /// The exit code, when the tool ended with one.
+        exit_code: Option<i32>,
         message: String,
         failure: ToolFailure,
     },

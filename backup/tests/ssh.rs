@@ -393,6 +393,7 @@ async fn tool_failures_come_back_as_tool_errors() {
                 status,
                 message,
                 failure,
+                ..
             } = &e
             else {
                 unreachable!()

@@ -14,9 +14,14 @@ pub struct JobSettings {
     /// Jobs of each kind one worker process runs at once.
     pub backup_concurrency: usize,
     pub restore_concurrency: usize,
+    pub command_concurrency: usize,
     /// The longest one attempt of a job may run.
     pub backup_timeout: Duration,
     pub restore_timeout: Duration,
+    /// The longest a saved command may run (then it is stopped, failed).
+    pub command_timeout: Duration,
+    /// The most of a command's stdout, and of its stderr, kept (bytes).
+    pub command_output_limit: usize,
     /// Further attempts after a transient failure.
     pub retries: u32,
     /// The pause before the first retry; doubled each time, at most
@@ -43,8 +48,11 @@ impl Default for JobSettings {
         Self {
             backup_concurrency: 2,
             restore_concurrency: 2,
+            command_concurrency: 4,
             backup_timeout: Duration::from_secs(6 * 3600),
             restore_timeout: Duration::from_secs(6 * 3600),
+            command_timeout: Duration::from_secs(600),
+            command_output_limit: 1 << 20,
             retries: 3,
             retry_delay: Duration::from_secs(2),
             retry_max_delay: Duration::from_secs(60),

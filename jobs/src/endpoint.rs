@@ -39,20 +39,97 @@ impl Endpoint {
     /// Records the host key the SSH server presented, when none was
     /// recorded before (trust on first use). Call after a successful use.
     pub async fn remember_host_key(&self, pg: &sqlx::PgPool) {
-        let (Some(ssh), false) = (&self.ssh, self.pinned) else {
-            return;
-        };
-        if let Some(fp) = ssh.seen_host_key() {
-            match servers::record_host_key(pg, self.server_id, &fp).await {
-                Ok(()) => {
-                    tracing::info!(server_id = self.server_id, fingerprint = %fp, "ssh host key recorded (first use)")
-                }
-                Err(e) => {
-                    tracing::warn!(server_id = self.server_id, error = %e, "ssh host key not recorded")
-                }
+        remember(pg, self.server_id, self.ssh.as_deref(), self.pinned).await;
+    }
+}
+
+/// Where a server's commands run, whether or not it has a database: the
+/// transport alone (for saved shell commands).
+pub struct Target {
+    pub server_id: i64,
+    pub transport: Box<dyn Transport>,
+    ssh: Option<Arc<Ssh>>,
+    pinned: bool,
+}
+
+impl Target {
+    /// As [`Endpoint::remember_host_key`].
+    pub async fn remember_host_key(&self, pg: &sqlx::PgPool) {
+        remember(pg, self.server_id, self.ssh.as_deref(), self.pinned).await;
+    }
+}
+
+async fn remember(pg: &sqlx::PgPool, server_id: i64, ssh: Option<&Ssh>, pinned: bool) {
+    let (Some(ssh), false) = (ssh, pinned) else {
+        return;
+    };
+    if let Some(fp) = ssh.seen_host_key() {
+        match servers::record_host_key(pg, server_id, &fp).await {
+            Ok(()) => {
+                tracing::info!(server_id, fingerprint = %fp, "ssh host key recorded (first use)")
+            }
+            Err(e) => {
+                tracing::warn!(server_id, error = %e, "ssh host key not recorded")
             }
         }
     }
+}
+
+type Transports = (Box<dyn Transport>, Option<Arc<Ssh>>);
+
+/// The server's transport (`local`, `ssh`, `docker` over SSH).
+fn transport_of(
+    secrets: &SecretBox,
+    s: &Server,
+    host_key: Option<&str>,
+) -> Result<Transports, String> {
+    let f = &s.fields;
+    Ok(match f.kind.as_str() {
+        "ssh" => {
+            let s = ssh(secrets, s, host_key)?;
+            (Box::new(Arc::clone(&s)), Some(s))
+        }
+        "docker" => {
+            let container = f
+                .container
+                .clone()
+                .filter(|c| !c.is_empty())
+                .ok_or("a docker server needs `container`")?;
+            let s = ssh(secrets, s, host_key)?;
+            let d = Docker::new(Arc::clone(&s), container).map_err(|e| e.to_string())?;
+            (Box::new(d), Some(s))
+        }
+        _ => (Box::new(Local), None),
+    })
+}
+
+/// The server's [`Target`], or a sentence saying why it has none usable.
+pub fn resolve_target(
+    secrets: &SecretBox,
+    s: &Server,
+    host_key: Option<&str>,
+) -> Result<Target, String> {
+    let (transport, ssh) = transport_of(secrets, s, host_key)?;
+    Ok(Target {
+        server_id: s.id,
+        transport,
+        ssh,
+        pinned: host_key.is_some(),
+    })
+}
+
+/// Loads what [`resolve_target`] needs about a server and resolves it.
+pub async fn load_target(
+    pg: &sqlx::PgPool,
+    secrets: &SecretBox,
+    s: &Server,
+) -> Result<Result<Target, String>, sluice_storage::StorageError> {
+    let key = if s.fields.kind == "local" {
+        None
+    } else {
+        servers::host_key(pg, s.id).await?
+    };
+    Ok(resolve_target(secrets, s, key.as_deref()))
 }
 
 pub fn db_type_name(kind: EngineKind) -> &'static str {
@@ -135,23 +212,7 @@ pub fn resolve(
         .db_port
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(default_port);
-    let (transport, ssh): (Box<dyn Transport>, Option<Arc<Ssh>>) = match f.kind.as_str() {
-        "ssh" => {
-            let s = ssh(secrets, s, host_key)?;
-            (Box::new(Arc::clone(&s)), Some(s))
-        }
-        "docker" => {
-            let container = f
-                .container
-                .clone()
-                .filter(|c| !c.is_empty())
-                .ok_or("a docker server needs `container`")?;
-            let s = ssh(secrets, s, host_key)?;
-            let d = Docker::new(Arc::clone(&s), container).map_err(|e| e.to_string())?;
-            (Box::new(d), Some(s))
-        }
-        _ => (Box::new(Local), None),
-    };
+    let (transport, ssh) = transport_of(secrets, s, host_key)?;
     Ok(Endpoint {
         server_id: s.id,
         kind,

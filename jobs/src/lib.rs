@@ -20,10 +20,12 @@
 //!
 //! Schedules ([`schedules`]) queue backups when their cron expression
 //! ([`cron`]) comes due; retention sweeps ([`sweep`]) delete the backups
-//! no policy keeps ([`retention`]).
+//! no policy keeps ([`retention`]). Saved shell commands are jobs too
+//! ([`commands`]), their templates substituted by [`template`].
 
 pub mod attempt;
 pub mod backups;
+pub mod commands;
 pub mod context;
 pub mod cron;
 pub mod endpoint;
@@ -36,6 +38,7 @@ pub mod runner;
 pub mod schedules;
 pub mod signing;
 pub mod sweep;
+pub mod template;
 
 pub use context::{JobContext, JobSettings};
 pub use error::JobError;

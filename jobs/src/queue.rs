@@ -18,6 +18,8 @@ pub enum Kind {
     Verify,
     /// A retention sweep of one database's backups.
     Retention,
+    /// A saved shell command run on a server.
+    Command,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Restore => "restore",
             Kind::Verify => "verify",
             Kind::Retention => "retention",
+            Kind::Command => "command",
         }
     }
 

@@ -13,6 +13,7 @@ use apalis::prelude::{
 use apalis_postgres::{Config, PostgresStorage};
 
 use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
+use crate::commands::{self, CommandJob};
 use crate::context::JobContext;
 use crate::error::JobError;
 use crate::queue::{self, Kind};
@@ -44,6 +45,10 @@ async fn run_verify(job: VerifyJob, ctx: Data<JobContext>) -> Result<(), BoxDynE
 
 async fn run_retention(job: RetentionJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     boxed(sweep::run(&ctx, job).await)
+}
+
+async fn run_command(job: CommandJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(commands::execute(&ctx, job).await)
 }
 
 /// Runs the job workers of this process (named `name`) until `shutdown`
@@ -118,6 +123,22 @@ pub async fn run(
                 .build(run_retention)
         }
     };
+    let command = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-command");
+        let n = s.command_concurrency.max(1);
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(
+                    PostgresStorage::<CommandJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Command))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
+                .concurrency(n)
+                .data(ctx.clone())
+                .build(run_command)
+        }
+    };
     tracing::info!(worker = name, "job workers starting");
     let stop = futures::FutureExt::shared(Box::pin(shutdown));
     let health = tokio::spawn(crate::health::run(
@@ -135,6 +156,7 @@ pub async fn run(
         .register(restore)
         .register(verify)
         .register(retention)
+        .register(command)
         .shutdown_timeout(std::time::Duration::from_secs(30))
         .run_with_signal(async move {
             stop.await;

@@ -4,6 +4,7 @@
 
 mod analytics;
 mod backups;
+mod commands;
 mod crash;
 mod dead_letters;
 mod durability;

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod backups;
+pub mod commands;
 pub mod dead_letters;
 pub mod errors;
 pub mod health;

@@ -7,6 +7,9 @@
 //!   use);
 //! - [`Docker`]: `docker exec` into a container on an SSH host.
 //!
+//! [`run_output`] runs a command to its end and keeps its stdout, stderr
+//! and exit code, each stream bounded.
+//!
 //! Passwords travel in the tool's environment (`PGPASSWORD`, `MYSQL_PWD`),
 //! never on its command line, locally or remotely (see [`Ssh`] for how), and
 //! [`ToolCommand`]'s `Debug` prints the names of environment variables,
@@ -21,8 +24,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::error::{BackupError, Result, ToolFailure};
 
+mod output;
 mod ssh;
 
+pub use output::{run_output, Captured, Ending, Output};
 pub use ssh::{Docker, Ssh, SshAuth, SshConfig};
 
 /// The most of a tool's stderr kept for its error message (the end of it).
@@ -41,6 +46,9 @@ pub struct ToolCommand {
     pub stdin: bool,
     /// Whether the caller reads the tool's stdout (else it is discarded).
     pub stdout: bool,
+    /// Whether the caller reads the tool's stderr itself (else the
+    /// transport keeps its end for the error message).
+    pub stderr: bool,
 }
 
 impl ToolCommand {
@@ -51,6 +59,7 @@ impl ToolCommand {
             env: Vec::new(),
             stdin: false,
             stdout: false,
+            stderr: false,
         }
     }
 
@@ -73,6 +82,13 @@ impl ToolCommand {
         self.stdout = true;
         self
     }
+
+    /// The caller reads stderr ([`Process::stderr`]); the exit's error
+    /// then carries no stderr text.
+    pub fn with_stderr(mut self) -> Self {
+        self.stderr = true;
+        self
+    }
 }
 
 impl fmt::Debug for ToolCommand {
@@ -88,11 +104,13 @@ impl fmt::Debug for ToolCommand {
 
 /// A started tool: its pipes (present when the command asked for them) and
 /// its exit, which resolves to `Ok` on success or to [`BackupError::Tool`]
-/// with the end of its stderr. Dropping a `Process` before its exit kills
-/// the tool.
+/// with its exit code and the end of its stderr. Dropping a `Process`
+/// before its exit kills the tool. A caller that takes both `stdout` and
+/// `stderr` must read them concurrently (a full pipe blocks the tool).
 pub struct Process {
     pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
     pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
     pub exit: BoxFuture<'static, Result<()>>,
 }
 
@@ -151,9 +169,18 @@ fn spawn_local(cmd: &ToolCommand) -> Result<Process> {
         .stdout
         .take()
         .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>);
-    // stderr is drained as it comes so a chatty tool never blocks on a
-    // full pipe; only its last STDERR_TAIL bytes are kept.
-    let stderr = child.stderr.take();
+    // stderr is the caller's when it asked; otherwise it is drained as it
+    // comes so a chatty tool never blocks on a full pipe, and only its last
+    // STDERR_TAIL bytes are kept.
+    let (caller_stderr, stderr) = if cmd.stderr {
+        let e = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn AsyncRead + Send + Unpin>);
+        (e, None)
+    } else {
+        (None, child.stderr.take())
+    };
     let tail = tokio::spawn(async move {
         let mut tail = StderrTail::default();
         if let Some(mut err) = stderr {
@@ -172,17 +199,12 @@ fn spawn_local(cmd: &ToolCommand) -> Result<Process> {
         let status = child.wait().await?;
         let stderr = tail.await.unwrap_or_default();
         let signalled = status.code().is_none();
-        tool_exit(
-            tool,
-            status.success(),
-            status.to_string(),
-            signalled,
-            stderr,
-        )
+        tool_exit(tool, status.code(), status.to_string(), signalled, stderr)
     });
     Ok(Process {
         stdin,
         stdout,
+        stderr: caller_stderr,
         exit,
     })
 }
@@ -206,16 +228,17 @@ impl StderrTail {
     }
 }
 
-/// A tool's verdict from its exit: `Ok` on success, else
-/// [`BackupError::Tool`] classified from its stderr.
+/// A tool's verdict from its exit: `Ok` on exit code 0, else
+/// [`BackupError::Tool`] classified from its stderr. `code` is `None`
+/// when the tool ended without an exit code (a signal, a lost channel).
 pub(crate) fn tool_exit(
     tool: String,
-    success: bool,
+    code: Option<i32>,
     status: String,
     signalled: bool,
     stderr: String,
 ) -> Result<()> {
-    if success {
+    if code == Some(0) {
         if !stderr.is_empty() {
             tracing::debug!(tool = %tool, stderr = %stderr, "tool succeeded with messages");
         }
@@ -224,6 +247,7 @@ pub(crate) fn tool_exit(
     Err(BackupError::Tool {
         failure: ToolFailure::classify(&stderr, signalled),
         status,
+        exit_code: code,
         message: if stderr.is_empty() {
             "no message".into()
         } else {

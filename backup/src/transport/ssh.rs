@@ -390,11 +390,23 @@ impl Ssh {
         } else {
             (None, None)
         };
+        let (stderr, stderr_sink) = if cmd.stderr {
+            let (w, r) = tokio::io::duplex(STDOUT_BUFFER);
+            (
+                Some(Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+                Some(w),
+            )
+        } else {
+            (None, None)
+        };
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
         let pump = tokio::spawn(pump(
             read,
             write,
-            stdout_sink,
+            Sinks {
+                stdout: stdout_sink,
+                stderr: stderr_sink,
+            },
             stdin_dropped,
             cancel_rx,
             Remote {
@@ -416,6 +428,7 @@ impl Ssh {
         Ok(Process {
             stdin,
             stdout,
+            stderr,
             exit,
         })
     }
@@ -625,13 +638,19 @@ struct Remote {
     connection: Arc<Handle<HostKeyCheck>>,
 }
 
+/// Where the tool's output goes: the caller's pipes, when it asked.
+struct Sinks {
+    stdout: Option<DuplexStream>,
+    stderr: Option<DuplexStream>,
+}
+
 /// Moves the channel's messages: data to the caller's stdout pipe (or
-/// nowhere), extended data (stderr) into the kept tail, and the exit
-/// status or signal into the tool's verdict.
+/// nowhere), extended data (stderr) to the caller's stderr pipe or into
+/// the kept tail, and the exit status or signal into the tool's verdict.
 async fn pump(
     mut read: ChannelReadHalf,
     write: ChannelWriteHalf<Msg>,
-    mut stdout: Option<DuplexStream>,
+    sinks: Sinks,
     mut stdin_dropped: Option<oneshot::Receiver<()>>,
     mut cancel: oneshot::Receiver<()>,
     remote: Remote,
@@ -641,6 +660,10 @@ async fn pump(
         target,
         connection,
     } = remote;
+    let Sinks {
+        mut stdout,
+        stderr: mut stderr_sink,
+    } = sinks;
     let mut tail = StderrTail::default();
     let mut pid = PidLine::default();
     let mut exit = None;
@@ -663,7 +686,18 @@ async fn pump(
                         }
                     }
                 }
-                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => pid.feed(&data, &mut tail),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    let mut err = Vec::new();
+                    pid.feed(&data, &mut err);
+                    match stderr_sink.as_mut() {
+                        Some(sink) => {
+                            if sink.write_all(&err).await.is_err() {
+                                stderr_sink = None;
+                            }
+                        }
+                        None => tail.push(&err),
+                    }
+                }
                 Some(ChannelMsg::Eof) => stdout = None,
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit = Some(Exit::Code(exit_status)),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
@@ -693,17 +727,25 @@ async fn pump(
         }
     }
     drop(stdout);
-    pid.finish(&mut tail);
+    let mut rest = Vec::new();
+    pid.finish(&mut rest);
+    match stderr_sink.as_mut() {
+        Some(sink) => {
+            let _ = sink.write_all(&rest).await;
+        }
+        None => tail.push(&rest),
+    }
+    drop(stderr_sink);
     let stderr = tail.finish();
     match exit {
         Some(Exit::Code(code)) => tool_exit(
             tool,
-            code == 0,
+            Some(i32::try_from(code).unwrap_or(i32::MAX)),
             format!("exit status: {code}"),
             false,
             stderr,
         ),
-        Some(Exit::Signal(sig)) => tool_exit(tool, false, format!("signal: {sig}"), true, stderr),
+        Some(Exit::Signal(sig)) => tool_exit(tool, None, format!("signal: {sig}"), true, stderr),
         None if refused => Err(BackupError::Ssh {
             host: target,
             message: format!("the server refused to run {tool}"),
@@ -712,7 +754,7 @@ async fn pump(
         // The connection dropped under the tool: transient, like a signal.
         None => tool_exit(
             tool,
-            false,
+            None,
             "the ssh channel closed without an exit status".into(),
             true,
             stderr,
@@ -731,7 +773,7 @@ struct PidLine {
 
 impl PidLine {
     /// Moves what belongs to the tool's stderr into `tail`.
-    fn feed(&mut self, mut data: &[u8], tail: &mut StderrTail) {
+    fn feed(&mut self, mut data: &[u8], tail: &mut Vec<u8>) {
         while !self.done {
             let Some(nl) = data.iter().position(|&b| b == b'\n') else {
                 self.buf.extend_from_slice(data);
@@ -752,18 +794,18 @@ impl PidLine {
                 }
                 // Not ours (a login script's output): the tool's, as it were.
                 None => {
-                    tail.push(&line);
-                    tail.push(b"\n");
+                    tail.extend_from_slice(&line);
+                    tail.push(b'\n');
                 }
             }
         }
-        tail.push(data);
+        tail.extend_from_slice(data);
     }
 
     /// Gives up looking; what was held back goes to `tail`.
-    fn finish(&mut self, tail: &mut StderrTail) {
+    fn finish(&mut self, tail: &mut Vec<u8>) {
         self.done = true;
-        tail.push(&std::mem::take(&mut self.buf));
+        tail.append(&mut self.buf);
     }
 }
 
@@ -929,13 +971,13 @@ mod tests {
     #[test]
     fn pid_line_is_taken_out_of_stderr() {
         let mut pid = PidLine::default();
-        let mut tail = StderrTail::default();
+        let mut tail = Vec::new();
         pid.feed(b"motd\nsluice-p", &mut tail);
         pid.feed(b"id 4242\npg_dump: err", &mut tail);
         pid.feed(b"or\n", &mut tail);
         pid.finish(&mut tail);
         assert_eq!(pid.pid, Some(4242));
-        assert_eq!(tail.finish(), "motd\npg_dump: error");
+        assert_eq!(tail, b"motd\npg_dump: error\n");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod backups;
+pub mod commands;
 pub mod error_groups;
 pub mod retention_policies;
 pub mod schedules;
