@@ -10,10 +10,12 @@
 //! [`live`] is `/ws`, live events of the caller's tenant fed by Redis
 //! pub/sub.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod live;
 pub mod routes;
+pub mod throttle;
 pub mod validate;
 
 use std::sync::Arc;
@@ -41,6 +43,11 @@ pub struct ApiConfig {
     pub analytics_rate_limit: u32,
     /// Requests per minute per key on the other routes; 0 = unlimited.
     pub general_rate_limit: u32,
+    /// How long a user's "still active, with this role" answer is reused
+    /// when checking a token (so revocation takes at most this long).
+    pub member_check_ttl: Duration,
+    /// Failed-login limits ([`throttle`]).
+    pub login_limits: throttle::LoginLimits,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +56,8 @@ impl Default for ApiConfig {
             analytics_cache_ttl: Duration::from_secs(60),
             analytics_rate_limit: 100,
             general_rate_limit: 500,
+            member_check_ttl: Duration::from_secs(30),
+            login_limits: throttle::LoginLimits::default(),
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct ApiDeps {
     pub public_url: Option<String>,
     /// The job queues' namespace (the deployment's Redis prefix).
     pub job_namespace: String,
+    /// Peers whose `X-Forwarded-For` is believed (client addresses).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The one state every handler shares.
@@ -126,6 +137,10 @@ pub struct ApiState {
     pub job_namespace: String,
     /// Verified against when a username is unknown, to even out timing.
     pub dummy_hash: String,
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    pub login_limits: throttle::LoginLimits,
+    /// (user, tenant) → the role an active member holds now, or `None`.
+    pub member_cache: moka::future::Cache<(uuid::Uuid, uuid::Uuid), Option<String>>,
 }
 
 impl ApiState {
@@ -153,13 +168,22 @@ impl ApiState {
             public_url: d.public_url,
             job_namespace: d.job_namespace,
             dummy_hash: sluice_auth::password::hash("not-a-real-password").unwrap_or_default(),
+            trusted_proxies: Arc::from(d.trusted_proxies),
+            login_limits: cfg.login_limits,
+            member_cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.member_check_ttl.max(Duration::from_millis(1)))
+                .build(),
         }
     }
 }
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
-    use routes::{analytics, backups, dead_letters, errors, health, identity, servers, tracking};
+    use routes::{
+        analytics, audit_log, backups, dead_letters, errors, health, identity, servers, tracking,
+        users,
+    };
     let health_monitor = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
@@ -215,6 +239,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/backups/{id}/restore", post(backups::restore))
         .route("/api/v1/backups/{id}/verify", post(backups::verify))
         .route("/api/v1/tasks/{task_id}", get(backups::task))
+        .route("/api/v1/audit/logs", get(audit_log::list))
+        .route("/api/v1/audit/export", get(audit_log::export))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{id}",
+            get(users::get_one).put(users::update).delete(users::delete),
+        )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()
@@ -228,6 +259,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(backup)
         .merge(orchestrator)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn(routes::trace))
         .with_state(state)
 }

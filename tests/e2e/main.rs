@@ -3,6 +3,7 @@
 //! test has its own tenant and its own Redis key prefix.
 
 mod analytics;
+mod audit;
 mod backups;
 mod crash;
 mod dead_letters;
@@ -17,4 +18,5 @@ mod slow_clients;
 mod store_breaker;
 mod support;
 mod tracking;
+mod users;
 mod ws;

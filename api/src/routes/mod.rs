@@ -1,6 +1,7 @@
 //! Route handlers, one module per group.
 
 pub mod analytics;
+pub mod audit_log;
 pub mod backups;
 pub mod dead_letters;
 pub mod errors;
@@ -8,6 +9,7 @@ pub mod health;
 pub mod identity;
 pub mod servers;
 pub mod tracking;
+pub mod users;
 
 use std::collections::HashMap;
 
