@@ -220,6 +220,24 @@ pub async fn record(State(state): State<ApiState>, req: Request, next: Next) -> 
     res
 }
 
+/// The request's client address (see [`client_ip`]), when known.
+pub struct ClientIp(pub Option<String>);
+
+impl axum::extract::FromRequestParts<ApiState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| *a);
+        Ok(ClientIp(request_ip(state, &parts.headers, peer)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -236,23 +254,5 @@ mod tests {
             super::generic_resource("/api/errors/abc/resolve"),
             ("error".to_string(), None)
         );
-    }
-}
-
-/// The request's client address (see [`client_ip`]), when known.
-pub struct ClientIp(pub Option<String>);
-
-impl axum::extract::FromRequestParts<ApiState> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &ApiState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| *a);
-        Ok(ClientIp(request_ip(state, &parts.headers, peer)))
     }
 }
