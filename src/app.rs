@@ -404,6 +404,12 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             analytics_cache_ttl: std::time::Duration::from_secs(cfg.analytics_cache_secs),
             analytics_rate_limit: cfg.analytics_rate_limit,
             general_rate_limit: cfg.api_rate_limit,
+            member_check_ttl: std::time::Duration::from_millis(cfg.member_check_ms),
+            login_limits: sluice_api::throttle::LoginLimits {
+                per_username: cfg.login_failures_per_user,
+                per_address: cfg.login_failures_per_ip,
+                window: std::time::Duration::from_secs(cfg.login_window_secs),
+            },
         };
         // Postgres and ClickHouse behind circuit breakers, each probed
         // while open until it answers again.
@@ -436,6 +442,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 signing_secret: secret.to_string(),
                 public_url: cfg.public_url.clone(),
                 job_namespace: cfg.redis_prefix.clone(),
+                trusted_proxies: cfg.trusted_proxies.clone(),
             },
         ))
     });

@@ -77,6 +77,19 @@ pub struct Config {
     /// API requests per minute per key on other routes (0 = unlimited).
     #[arg(long, env = "SLUICE_API_RATE_LIMIT", default_value_t = 500)]
     pub api_rate_limit: u32,
+    /// How long (ms) a user's "still active, with this role" check is
+    /// reused: a deactivated or deleted user's tokens stop within this.
+    #[arg(long, env = "SLUICE_MEMBER_CHECK_MS", default_value_t = 30_000)]
+    pub member_check_ms: u64,
+    /// Failed logins per username in the window before refusing (0 = no limit).
+    #[arg(long, env = "SLUICE_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
+    pub login_failures_per_user: u32,
+    /// Failed logins per client address in the window before refusing (0 = no limit).
+    #[arg(long, env = "SLUICE_LOGIN_FAILURES_PER_IP", default_value_t = 20)]
+    pub login_failures_per_ip: u32,
+    /// The failed-login window, in seconds.
+    #[arg(long, env = "SLUICE_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
     /// Scrub PII from events before storing them.
     #[arg(long, env = "SLUICE_PII_SCRUB", default_value_t = true, action = clap::ArgAction::Set)]
     pub pii_scrub: bool,

@@ -67,16 +67,46 @@ impl FromRequestParts<ApiState> for Member {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        sluice_auth::principal::resolve(
+        let p = sluice_auth::principal::resolve(
             h("authorization"),
             h("x-tenant-id"),
             &state.keys,
             &state.tokens,
         )
-        .map(Member)
         .map_err(|e| match e {
             sluice_auth::AuthError::WrongTenant => ApiError::Forbidden(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
-        })
+        })?;
+        current(state, p).await.map(Member)
     }
+}
+
+/// A token's user as they are now: a deactivated or deleted user, or one
+/// no longer in the tenant, is refused; a changed role applies. The answer
+/// is reused for [`crate::ApiConfig::member_check_ttl`], which bounds how
+/// long a revoked token keeps working.
+pub async fn current(
+    state: &ApiState,
+    mut p: sluice_auth::principal::Principal,
+) -> Result<sluice_auth::principal::Principal, ApiError> {
+    let sluice_auth::principal::Subject::User(user) = p.subject else {
+        return Ok(p);
+    };
+    let key = (user, p.tenant_id);
+    let role = match state.member_cache.get(&key).await {
+        Some(r) => r,
+        None => {
+            let r = state
+                .pg
+                .run(|pg| sluice_storage::pg::users::active_role(pg, user, key.1))
+                .await?;
+            state.member_cache.insert(key, r.clone()).await;
+            r
+        }
+    };
+    let role = role.ok_or_else(|| {
+        ApiError::Unauthorized("this user is deactivated or no longer a member".into())
+    })?;
+    p.role = role.parse().unwrap_or(sluice_auth::principal::Role::Viewer);
+    Ok(p)
 }

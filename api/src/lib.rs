@@ -10,10 +10,12 @@
 //! [`live`] is `/ws`, live events of the caller's tenant fed by Redis
 //! pub/sub.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod live;
 pub mod routes;
+pub mod throttle;
 pub mod validate;
 
 use std::sync::Arc;
@@ -41,6 +43,11 @@ pub struct ApiConfig {
     pub analytics_rate_limit: u32,
     /// Requests per minute per key on the other routes; 0 = unlimited.
     pub general_rate_limit: u32,
+    /// How long a user's "still active, with this role" answer is reused
+    /// when checking a token (so revocation takes at most this long).
+    pub member_check_ttl: Duration,
+    /// Failed-login limits ([`throttle`]).
+    pub login_limits: throttle::LoginLimits,
 }
 
 impl Default for ApiConfig {
@@ -49,6 +56,8 @@ impl Default for ApiConfig {
             analytics_cache_ttl: Duration::from_secs(60),
             analytics_rate_limit: 100,
             general_rate_limit: 500,
+            member_check_ttl: Duration::from_secs(30),
+            login_limits: throttle::LoginLimits::default(),
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct ApiDeps {
     pub public_url: Option<String>,
     /// The job queues' namespace (the deployment's Redis prefix).
     pub job_namespace: String,
+    /// Peers whose `X-Forwarded-For` is believed (client addresses).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The one state every handler shares.
@@ -129,6 +140,10 @@ pub struct ApiState {
     /// The HTTP client notification channels post with (none if it could
     /// not be built; channel tests then answer why).
     pub notify_http: Option<sluice_notify::HttpClient>,
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    pub login_limits: throttle::LoginLimits,
+    /// (user, tenant) → the role an active member holds now, or `None`.
+    pub member_cache: moka::future::Cache<(uuid::Uuid, uuid::Uuid), Option<String>>,
 }
 
 impl ApiState {
@@ -159,6 +174,12 @@ impl ApiState {
             notify_http: sluice_notify::http_client()
                 .inspect_err(|e| tracing::error!(error = %e, "notification HTTP client"))
                 .ok(),
+            trusted_proxies: Arc::from(d.trusted_proxies),
+            login_limits: cfg.login_limits,
+            member_cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(cfg.member_check_ttl.max(Duration::from_millis(1)))
+                .build(),
         }
     }
 }
@@ -166,8 +187,8 @@ impl ApiState {
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
     use routes::{
-        analytics, backups, commands, dead_letters, errors, health, identity, notifications,
-        retention, schedules, servers, tracking,
+        analytics, audit_log, backups, commands, dead_letters, errors, health, identity,
+        notifications, retention, schedules, servers, tracking, users,
     };
     let health_monitor = Router::new()
         .route("/health", get(health::health))
@@ -274,6 +295,13 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/commands/{id}/executions",
             get(commands::executions),
         )
+        .route("/api/v1/audit/logs", get(audit_log::list))
+        .route("/api/v1/audit/export", get(audit_log::export))
+        .route("/api/v1/users", get(users::list).post(users::create))
+        .route(
+            "/api/v1/users/{id}",
+            get(users::get_one).put(users::update).delete(users::delete),
+        )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     let orchestrator = Router::new()
@@ -287,6 +315,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(backup)
         .merge(orchestrator)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn(routes::trace))
         .with_state(state)
 }

@@ -265,8 +265,12 @@ pub async fn connect(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let tenant = match authenticate(&state, query.as_deref(), &headers) {
-        Ok(t) => t,
+    let checked = match authenticate(&state, query.as_deref(), &headers) {
+        Ok(p) => crate::auth::current(&state, p).await,
+        Err(e) => Err(e),
+    };
+    let tenant = match checked {
+        Ok(p) => p.tenant_id,
         Err(e) => return e.into_response(),
     };
     let ws = match ws {
@@ -303,7 +307,7 @@ fn authenticate(
     state: &ApiState,
     query: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Uuid, ApiError> {
+) -> Result<sluice_auth::principal::Principal, ApiError> {
     let params: HashMap<String, String> = query
         .map(serde_urlencoded::from_str)
         .transpose()
@@ -323,12 +327,12 @@ fn authenticate(
         .or_else(|| h("x-api-key").map(str::trim));
     let bearer = token.map(|t| format!("Bearer {t}"));
     let authorization = bearer.as_deref().or_else(|| h("authorization"));
-    sluice_auth::principal::resolve(authorization, tenant_hint, &state.keys, &state.tokens)
-        .map(|p| p.tenant_id)
-        .map_err(|e| match e {
+    sluice_auth::principal::resolve(authorization, tenant_hint, &state.keys, &state.tokens).map_err(
+        |e| match e {
             sluice_auth::AuthError::WrongTenant => ApiError::Forbidden(e.to_string()),
             _ => ApiError::Unauthorized(e.to_string()),
-        })
+        },
+    )
 }
 
 /// One socket's life: events out, pings out, pongs in, until one side ends.

@@ -3,6 +3,7 @@
 //! test has its own tenant and its own Redis key prefix.
 
 mod analytics;
+mod audit;
 mod backups;
 mod commands;
 mod crash;
@@ -21,4 +22,5 @@ mod slow_clients;
 mod store_breaker;
 mod support;
 mod tracking;
+mod users;
 mod ws;

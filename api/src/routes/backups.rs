@@ -23,7 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sluice_auth::principal::{Principal, Role};
@@ -33,6 +33,7 @@ use sluice_jobs::signing;
 use sluice_storage::pg::backups::{self, Backup, Filter};
 use sluice_storage::pg::{servers, tasks};
 
+use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
@@ -136,7 +137,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     require(&p, TAKERS, "take backups")?;
     let obj = object(&body)?;
     let mut v = Validator::new();
@@ -217,8 +218,15 @@ pub async fn create(
         .await
         .map_err(sluice_storage::StorageError::from)?;
     tracing::info!(backup_id = b.id, task_id = %task_id, server_id, database = %database, "backup queued");
+    let note = AuditNote::new("backup_create", "backup", Some(b.id)).details(json!({
+        "database": database,
+        "backup_type": backup_type,
+        "server_id": server_id,
+        "task_id": task_id,
+    }));
     Ok((
         StatusCode::CREATED,
+        Extension(note),
         Json(json!({
             "id": b.id,
             "status": "pending",
@@ -307,7 +315,7 @@ pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Extension<AuditNote>, Json<Value>)> {
     let id = path_id(&id)?;
     require(&p, RESTORERS, "delete backups")?;
     let b = load(&state, &p, id).await?;
@@ -333,7 +341,9 @@ pub async fn delete(
         return Err(ApiError::not_found("backup"));
     }
     tracing::info!(backup_id = id, "backup deleted");
-    Ok(Json(json!({"id": id, "deleted": true})))
+    let note = AuditNote::new("backup_delete", "backup", Some(id))
+        .details(json!({"database": b.database_name}));
+    Ok((Extension(note), Json(json!({"id": id, "deleted": true}))))
 }
 
 /// The public base URL of this Sluice: configured, or from the request.
@@ -537,7 +547,7 @@ pub async fn restore(
     Member(p): Member,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     let id = path_id(&id)?;
     require(&p, RESTORERS, "restore backups")?;
     let obj = object(&body)?;
@@ -566,6 +576,7 @@ pub async fn restore(
         .await?
         .ok_or_else(|| ApiError::not_found("server"))?;
     let task_id = queue::new_task_id();
+    let masked = masking.is_some();
     let job = RestoreJob {
         task_id: task_id.clone(),
         tenant,
@@ -576,8 +587,15 @@ pub async fn restore(
     };
     enqueue(&state, Kind::Restore, &task_id, tenant, id, &job).await?;
     tracing::info!(backup_id = id, task_id = %task_id, target_server, target = %target_db, "restore queued");
+    let note = AuditNote::new("backup_restore", "backup", Some(id)).details(json!({
+        "target_server_id": target_server,
+        "target_database": target_db,
+        "mask_sensitive_data": masked,
+        "task_id": task_id,
+    }));
     Ok((
         StatusCode::ACCEPTED,
+        Extension(note),
         Json(json!({"task_id": task_id, "status": "pending", "message": "Restore job queued"})),
     ))
 }
@@ -620,7 +638,7 @@ pub async fn verify(
     Member(p): Member,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     let id = path_id(&id)?;
     require(&p, TAKERS, "verify backups")?;
     let server_id = if body.iter().all(u8::is_ascii_whitespace) {
@@ -656,8 +674,11 @@ pub async fn verify(
     };
     enqueue(&state, Kind::Verify, &task_id, tenant, id, &job).await?;
     tracing::info!(backup_id = id, task_id = %task_id, "verification queued");
+    let note = AuditNote::new("backup_verify", "backup", Some(id))
+        .details(json!({"server_id": server_id, "task_id": task_id}));
     Ok((
         StatusCode::ACCEPTED,
+        Extension(note),
         Json(
             json!({"task_id": task_id, "status": "pending", "message": "Verification job queued"}),
         ),

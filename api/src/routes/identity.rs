@@ -5,7 +5,8 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_auth::principal::Subject;
@@ -16,6 +17,7 @@ use sluice_storage::pg::{tenants, users};
 use sluice_storage::StorageError;
 use uuid::Uuid;
 
+use crate::audit::{Actor, AuditNote, ClientIp};
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
 use crate::ApiState;
@@ -110,15 +112,95 @@ fn token_body(state: &ApiState, p: &Pair) -> Value {
     })
 }
 
+/// A login attempt, throttled ([`crate::throttle`]) and audited
+/// (`login` / `login_failed`, in each tenant of the username tried).
+async fn attempt(
+    state: &ApiState,
+    ip: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(users::User, AuditNote), Response> {
+    let creds: Credentials = parse_body(headers, body).map_err(IntoResponse::into_response)?;
+    let tried = creds.username.as_deref().unwrap_or("").trim().to_string();
+    let refused = match crate::throttle::check(state, &tried, ip).await {
+        Ok(()) => None,
+        Err(e) => Some(("throttled", e)),
+    };
+    let result = match refused {
+        Some(r) => Err(r),
+        None => match authenticate(state, creds).await {
+            Ok(u) => Ok(u),
+            Err(e @ ApiError::Unauthorized(_)) => {
+                crate::throttle::failed(state, &tried, ip).await;
+                Err(("bad_credentials", e))
+            }
+            Err(e) => return Err(e.into_response()),
+        },
+    };
+    match result {
+        Ok(user) => {
+            crate::throttle::succeeded(state, &tried).await;
+            let tenants = state
+                .pg
+                .run(|pg| users::memberships(pg, user.id))
+                .await
+                .map(|m| m.iter().map(|m| m.tenant_id).collect())
+                .unwrap_or_default();
+            let note = AuditNote::new("login", "user", None).actor(Actor {
+                tenants,
+                user: Some(user.id),
+                username: user.username.clone(),
+            });
+            Ok((user, note))
+        }
+        Err((reason, e)) => {
+            // the tenants of the username tried, so their admins see it
+            let known = state
+                .pg
+                .run(|pg| users::by_username(pg, &tried))
+                .await
+                .ok()
+                .flatten();
+            let tenants = match &known {
+                Some(u) => state
+                    .pg
+                    .run(|pg| users::memberships(pg, u.id))
+                    .await
+                    .map(|m| m.iter().map(|m| m.tenant_id).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let note = AuditNote::new("login_failed", "user", None)
+                .details(json!({"reason": reason}))
+                .actor(Actor {
+                    tenants,
+                    user: known.map(|u| u.id),
+                    username: tried.chars().take(128).collect(),
+                });
+            let mut res = e.into_response();
+            res.extensions_mut().insert(note);
+            Err(res)
+        }
+    }
+}
+
 pub async fn login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let user = authenticate(&state, parse_body(&headers, &body)?).await?;
-    let (pair, _) = issue(&state, &user).await?;
-    tracing::info!(user = %user.id, "login");
-    Ok(Json(token_body(&state, &pair)))
+) -> Response {
+    let (user, note) = match attempt(&state, ip.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    match issue(&state, &user).await {
+        Ok((pair, _)) => {
+            tracing::info!(user = %user.id, "login");
+            (Extension(note), Json(token_body(&state, &pair))).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The strongest role a user holds anywhere, as the orchestrator shows it.
@@ -136,17 +218,28 @@ fn display_role(members: &[users::Membership]) -> String {
 
 pub async fn orchestrator_login(
     State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let user = authenticate(&state, parse_body(&headers, &body)?).await?;
-    let (pair, members) = issue(&state, &user).await?;
-    Ok(Json(json!({
-        "token": pair.access.token,
-        "refreshToken": pair.refresh.token,
-        "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "user": {"username": user.username, "role": display_role(&members)},
-    })))
+) -> Response {
+    let (user, note) = match attempt(&state, ip.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(res) => return res,
+    };
+    let (pair, members) = match issue(&state, &user).await {
+        Ok(x) => x,
+        Err(e) => return e.into_response(),
+    };
+    (
+        Extension(note),
+        Json(json!({
+            "token": pair.access.token,
+            "refreshToken": pair.refresh.token,
+            "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "user": {"username": user.username, "role": display_role(&members)},
+        })),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,7 @@
 //! Route handlers, one module per group.
 
 pub mod analytics;
+pub mod audit_log;
 pub mod backups;
 pub mod commands;
 pub mod dead_letters;
@@ -12,6 +13,7 @@ pub mod schedules;
 pub mod notifications;
 pub mod servers;
 pub mod tracking;
+pub mod users;
 
 use std::collections::HashMap;
 

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 use sluice_auth::principal::{Principal, Role};
 use sluice_backup::EngineKind;
 use sluice_jobs::endpoint::Endpoint;
 use sluice_storage::pg::servers::{self, Server, ServerFields};
+
+use crate::audit::AuditNote;
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -252,7 +254,7 @@ pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     require_writer(&p)?;
     let fields = read_body(&state, &body, None)?;
     let tenant = p.tenant_id;
@@ -261,7 +263,9 @@ pub async fn create(
         .run(|pg| servers::insert(pg, tenant, &fields))
         .await?;
     tracing::info!(server_id = s.id, tenant = %tenant, kind = %s.fields.kind, "server created");
-    Ok((StatusCode::CREATED, Json(server_json(&s))))
+    let note = AuditNote::new("server_create", "server", Some(s.id))
+        .details(json!({"name": s.fields.name, "type": s.fields.kind}));
+    Ok((StatusCode::CREATED, Extension(note), Json(server_json(&s))))
 }
 
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
@@ -284,7 +288,7 @@ pub async fn update(
     Member(p): Member,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Extension<AuditNote>, Json<Value>)> {
     let id = server_id(&id)?;
     require_writer(&p)?;
     let old = load(&state, &p, id).await?;
@@ -296,14 +300,16 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("server"))?;
     tracing::info!(server_id = id, tenant = %tenant, "server updated");
-    Ok(Json(server_json(&s)))
+    let note =
+        AuditNote::new("server_update", "server", Some(id)).details(json!({"name": s.fields.name}));
+    Ok((Extension(note), Json(server_json(&s))))
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(Extension<AuditNote>, Json<Value>)> {
     let id = server_id(&id)?;
     require_writer(&p)?;
     let tenant = p.tenant_id;
@@ -311,7 +317,8 @@ pub async fn delete(
         return Err(ApiError::not_found("server"));
     }
     tracing::info!(server_id = id, tenant = %tenant, "server deleted");
-    Ok(Json(json!({"id": id, "deleted": true})))
+    let note = AuditNote::new("server_delete", "server", Some(id));
+    Ok((Extension(note), Json(json!({"id": id, "deleted": true}))))
 }
 
 /// The server's database endpoint, or why there is none usable (a

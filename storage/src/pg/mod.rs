@@ -1,6 +1,7 @@
 //! Postgres: the pool, migrations, and one repository module per entity.
 
 pub mod api_keys;
+pub mod audit;
 pub mod backups;
 pub mod commands;
 pub mod error_groups;
