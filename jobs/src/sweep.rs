@@ -39,9 +39,28 @@ pub fn rules(p: &retention_policies::Policy) -> Rules {
     }
 }
 
-/// Where a later audit log hooks in: one backup deleted by retention.
-/// For now, a structured log line.
-pub fn record_deletion(tenant: Uuid, backup: &Backup, policy_ids: &[i64]) {
+/// Accounts for one backup deleted by retention: an audit entry
+/// (`backup_retention_delete`, by the system: no user) and a log line. A
+/// failure to write the entry is logged, never a reason to stop the sweep.
+pub async fn record_deletion(pg: &sqlx::PgPool, tenant: Uuid, backup: &Backup, policy_ids: &[i64]) {
+    let entry = sluice_storage::pg::audit::NewEntry {
+        tenant_id: Some(tenant),
+        user: None,
+        username: Some("system".into()),
+        action: "backup_retention_delete".into(),
+        resource_type: Some("backup".into()),
+        resource_id: Some(backup.id),
+        details: serde_json::json!({
+            "server_id": backup.server_id,
+            "database": backup.database_name,
+            "created_at": backup.created_at,
+            "policies": policy_ids,
+        }),
+        ip_address: None,
+    };
+    if let Err(e) = sluice_storage::pg::audit::insert(pg, &entry).await {
+        tracing::error!(backup_id = backup.id, error = %e, "retention deletion not written to the audit log");
+    }
     tracing::info!(
         %tenant,
         backup_id = backup.id,
@@ -135,7 +154,7 @@ pub async fn sweep(
             .await
             .map_err(|e| JobError::Transient(format!("backup store: {e}")))?;
         if backups::delete_completed(&ctx.pg, tenant, b.id).await? {
-            record_deletion(tenant, b, &policy_ids);
+            record_deletion(&ctx.pg, tenant, b, &policy_ids).await;
             deleted.push(b.id);
         }
     }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sluice_auth::principal::{Principal, Role, Subject};
@@ -28,6 +28,7 @@ use sluice_jobs::template;
 use sluice_storage::pg::commands::{self, Command, CommandFields, Execution, NewExecution};
 use sluice_storage::pg::{servers, users};
 
+use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
@@ -298,7 +299,7 @@ pub async fn execute(
     Member(p): Member,
     Path(id): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Extension<AuditNote>, Json<Value>)> {
     let id = path_id(&id)?;
     require(&p, RUNNERS, "execute commands")?;
     let obj = object(&body)?;
@@ -381,8 +382,15 @@ pub async fn execute(
         .await
         .map_err(sluice_storage::StorageError::from)?;
     tracing::info!(command_id = c.id, execution_id = e.id, task_id = %task_id, server_id, executed_by = %by, "command execution queued");
+    let note = AuditNote::new("command_execute", "command", Some(c.id)).details(json!({
+        "execution_id": e.id,
+        "server_id": server_id,
+        "command_text": e.command_text,
+        "task_id": task_id,
+    }));
     Ok((
         StatusCode::ACCEPTED,
+        Extension(note),
         Json(json!({
             "execution_id": e.id,
             "status": "pending",
