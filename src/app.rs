@@ -474,6 +474,20 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             secrets: secrets.clone(),
             live: sluice_storage::live::Publisher::new(redis.clone(), cfg.redis_prefix.clone()),
             namespace: cfg.redis_prefix.clone(),
+            notifier: sluice_notify::http_client()
+                .inspect_err(|e| tracing::error!(error = %e, "notification HTTP client"))
+                .ok()
+                .map(|http| {
+                    sluice_notify::Notifier::new(
+                        pg.clone(),
+                        secrets.clone(),
+                        sluice_storage::live::Publisher::new(
+                            redis.clone(),
+                            cfg.redis_prefix.clone(),
+                        ),
+                        http,
+                    )
+                }),
             masking_secret: secret.to_string(),
             settings: job_settings(cfg),
         };

@@ -203,6 +203,7 @@ pub async fn backup(ctx: &JobContext, job: BackupJob) -> Result<(), JobError> {
                 event.publish(ctx, 100.0, "completed", size as u64).await;
                 tracing::info!("backup completed");
                 crate::sweep::after_backup(ctx, job.backup_id).await;
+                crate::notices::after_backup(ctx, job.tenant, job.backup_id, None).await;
             }
             Err(e) => {
                 if let Err(db) = backups::fail(&ctx.pg, job.backup_id, e.message()).await {
@@ -210,6 +211,8 @@ pub async fn backup(ctx: &JobContext, job: BackupJob) -> Result<(), JobError> {
                 }
                 event.publish(ctx, 0.0, "failed", 0).await;
                 tracing::warn!(error = %e, "backup failed");
+                crate::notices::after_backup(ctx, job.tenant, job.backup_id, Some(e.message()))
+                    .await;
             }
         }
         attempt::finish(ctx, &job.task_id, &outcome).await;

@@ -77,6 +77,9 @@ pub struct JobContext {
     pub live: Publisher,
     /// The deployment's queue namespace (see [`crate::queue::Kind::queue`]).
     pub namespace: String,
+    /// Sends notifications through the tenant's channels (scheduled
+    /// backups' outcomes); none when its HTTP client could not be built.
+    pub notifier: Option<sluice_notify::Notifier>,
     /// Secret from which per-tenant masking keys are derived.
     pub masking_secret: String,
     pub settings: JobSettings,

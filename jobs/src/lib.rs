@@ -31,6 +31,7 @@ pub mod cron;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod notices;
 pub mod progress;
 pub mod queue;
 pub mod retention;

@@ -42,7 +42,7 @@ impl Default for ScheduleSettings {
 /// Claims and runs one due schedule; false when none is due.
 async fn run_one(ctx: &JobContext) -> Result<bool, JobError> {
     let mut tx = ctx.pg.begin().await?;
-    let Some(s) = schedules::claim_due(&mut tx).await? else {
+    let Some(s) = schedules::claim_due(&mut tx, &ctx.namespace).await? else {
         tx.rollback().await?;
         return Ok(false);
     };
@@ -91,7 +91,8 @@ pub async fn tick(ctx: &JobContext, s: &ScheduleSettings) -> Result<usize, JobEr
         }
         n += 1;
     }
-    let groups = schedules::claim_sweeps(&ctx.pg, s.sweep_every.as_secs_f64()).await?;
+    let groups =
+        schedules::claim_sweeps(&ctx.pg, &ctx.namespace, s.sweep_every.as_secs_f64()).await?;
     for (tenant, server, database) in groups {
         if let Err(e) =
             crate::sweep::enqueue(&ctx.pg, &ctx.namespace, tenant, server, &database).await

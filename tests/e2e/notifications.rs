@@ -630,3 +630,93 @@ async fn validation_and_tenant_isolation() {
     let (s, _) = call(&app, &user, Method::GET, &path, None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_backups_notify_on_success_and_on_failure() {
+    use crate::backups::{pg, pg_server, unique, Cleanup};
+    let app = TestApp::spawn_with(sluice::app::Mode::ALL, |c| c.schedule_tick_ms = 100).await;
+    let user = app.register_user().await;
+    let (base, receiver) = start_receiver(&[]).await;
+    create(
+        &app,
+        &user,
+        json!({"name": "hook", "type": "webhook", "config": {"url": format!("{base}/sched")}}),
+    )
+    .await;
+    let db = unique("notify_src");
+    let _c = Cleanup {
+        pg: vec![db.clone()],
+        my: vec![],
+    };
+    pg("postgres", &format!("CREATE DATABASE \"{db}\""));
+    pg(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+    );
+    let server = pg_server(&app, &user).await;
+    let mut ids = Vec::new();
+    for (name, database, flags) in [
+        (
+            "ok",
+            db.as_str(),
+            json!({"notify_on_success": true, "notify_on_failure": false}),
+        ),
+        (
+            "missing",
+            "notify_no_such_db",
+            json!({"notify_on_success": false, "notify_on_failure": true}),
+        ),
+        (
+            "quiet",
+            db.as_str(),
+            json!({"notify_on_success": false, "notify_on_failure": false}),
+        ),
+    ] {
+        let mut body = json!({"name": name, "server_id": server, "database_name": database,
+            "cron_expression": "0 0 1 1 *", "timezone": "UTC"});
+        for (k, v) in flags.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, v) = call(&app, &user, Method::POST, "/api/v1/schedules", Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+        ids.push(v["id"].as_i64().unwrap());
+    }
+    for id in &ids {
+        sqlx::query("UPDATE schedules SET next_run = now() - interval '1 second' WHERE id = $1")
+            .bind(id)
+            .execute(&app.running.pg)
+            .await
+            .unwrap();
+    }
+    let got = wait_for("two notifications", || {
+        let r = receiver.clone();
+        async move {
+            let got = r.got("/sched");
+            (got.len() >= 2).then_some(got)
+        }
+    })
+    .await;
+    let texts: Vec<Value> = got
+        .iter()
+        .map(|g| serde_json::from_slice(&g.body).unwrap())
+        .collect();
+    let success = texts
+        .iter()
+        .find(|t| t["message"].as_str().unwrap().contains("completed"))
+        .expect("a success notification");
+    assert_eq!(success["details"]["schedule_id"], ids[0]);
+    let failure = texts
+        .iter()
+        .find(|t| t["message"].as_str().unwrap().contains("failed"))
+        .expect("a failure notification");
+    assert_eq!(failure["details"]["schedule_id"], ids[1]);
+    assert_eq!(failure["level"], "error");
+    assert!(failure["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+    // The quiet schedule's backup completes without a word.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.got("/sched").len(), 2);
+    app.stop().await;
+}

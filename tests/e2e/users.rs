@@ -406,3 +406,99 @@ async fn failed_logins_are_throttled_per_username_and_per_address() {
     assert_eq!(s, 429);
     assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
 }
+
+/// Every write route of the Backup platform refuses the roles it names as
+/// readers (viewer), with 403 and nothing changed; reads stay open to them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_checks_on_every_backup_platform_route() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_user().await;
+    let server = crate::backups::pg_server(&app, &owner).await;
+    let viewer_name = name();
+    create(&app, &owner, &viewer_name, "viewer").await;
+    let (s, v, _) = login(&app, &viewer_name, "operator-pass-1").await;
+    assert_eq!(s, 200, "{v}");
+    let viewer = v["access_token"].as_str().unwrap().to_string();
+    let db =
+        json!({"type": "postgresql", "host": "127.0.0.1", "port": 5432, "username": "postgres"});
+    let writes = [
+        (
+            Method::POST,
+            "/api/v1/servers".to_string(),
+            json!({"name": "x", "type": "local", "database": db}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/servers/{server}"),
+            json!({"name": "renamed"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/servers/{server}"),
+            json!(null),
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups".to_string(),
+            json!({"server_id": server, "database_name": "postgres"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/schedules".to_string(),
+            json!({"name": "s", "server_id": server, "database_name": "postgres", "cron_expression": "0 2 * * *", "timezone": "UTC"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/retention-policies".to_string(),
+            json!({"name": "p", "keep_last_n": 3}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/notifications/channels".to_string(),
+            json!({"name": "c", "type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/commands".to_string(),
+            json!({"name": "c", "command_template": "echo hi", "type": "shell"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/users".to_string(),
+            json!({"username": "nobody-x", "email": "n@example.com", "password": "pass-word-1", "role": "viewer"}),
+        ),
+    ];
+    for (m, path, body) in writes {
+        let body = (!body.is_null()).then_some(body);
+        let (s, v) = call(&app, &viewer, m.clone(), &path, body).await;
+        assert_eq!(s, 403, "{m} {path}: {v}");
+    }
+    for path in ["/api/v1/audit/logs", "/api/v1/users"] {
+        let (s, _) = call(&app, &viewer, Method::GET, path, None).await;
+        assert_eq!(s, 403, "{path}");
+    }
+    // Reads stay open to a viewer, and nothing above changed anything.
+    for path in [
+        "/api/v1/servers".to_string(),
+        format!("/api/v1/servers/{server}"),
+        "/api/v1/backups".to_string(),
+        "/api/v1/schedules".to_string(),
+        "/api/v1/retention-policies".to_string(),
+        "/api/v1/commands".to_string(),
+    ] {
+        let (s, v) = call(&app, &viewer, Method::GET, &path, None).await;
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    let (_, s) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/api/v1/servers/{server}"),
+        None,
+    )
+    .await;
+    assert_eq!(s["name"], "local pg");
+    let (_, list) = call(&app, &owner.token, Method::GET, "/api/v1/backups", None).await;
+    assert_eq!(list["total"], 0);
+    app.stop().await;
+}

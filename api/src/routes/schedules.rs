@@ -258,7 +258,7 @@ pub async fn create(
     let next = next_run(&f, &cron);
     let s = state
         .pg
-        .run(|pg| schedules::insert(pg, tenant, &f, next))
+        .run(|pg| schedules::insert(pg, &state.job_namespace, tenant, &f, next))
         .await?;
     tracing::info!(schedule_id = s.id, cron = %s.cron_expression, tz = %s.timezone, "schedule created");
     Ok((StatusCode::CREATED, Json(schedule_json(&s))))

@@ -79,8 +79,11 @@ macro_rules! columns {
     };
 }
 
+/// Inserts a schedule run by the deployment whose job namespace is
+/// `namespace` (see the `schedules.namespace` column).
 pub async fn insert(
     pool: &PgPool,
+    namespace: &str,
     tenant: Uuid,
     f: &ScheduleFields,
     next_run: Option<DateTime<Utc>>,
@@ -88,8 +91,8 @@ pub async fn insert(
     let sql = concat!(
         "INSERT INTO schedules (tenant_id, name, description, server_id, database_name, \
          cron_expression, timezone, backup_type, compression_type, encrypt, retention_policy_id, \
-         enabled, notify_on_success, notify_on_failure, next_run) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING ",
+         enabled, notify_on_success, notify_on_failure, next_run, namespace) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING ",
         columns!()
     );
     Ok(sqlx::query_as::<_, Schedule>(sql)
@@ -108,6 +111,7 @@ pub async fn insert(
         .bind(f.notify_on_success)
         .bind(f.notify_on_failure)
         .bind(next_run)
+        .bind(namespace)
         .fetch_one(pool)
         .await?)
 }
@@ -190,14 +194,15 @@ pub async fn delete(pool: &PgPool, tenant: Uuid, id: i64) -> Result<bool> {
 
 /// For the scheduler, in its transaction: one enabled schedule whose
 /// `next_run` has come, locked; rows another worker holds are skipped.
-pub async fn claim_due(conn: &mut sqlx::PgConnection) -> Result<Option<Schedule>> {
+pub async fn claim_due(conn: &mut sqlx::PgConnection, namespace: &str) -> Result<Option<Schedule>> {
     let sql = concat!(
         "SELECT ",
         columns!(),
-        " FROM schedules WHERE enabled AND next_run <= now() ORDER BY next_run, id LIMIT 1 \
-         FOR UPDATE SKIP LOCKED"
+        " FROM schedules WHERE namespace = $1 AND enabled AND next_run <= now() \
+         ORDER BY next_run, id LIMIT 1 FOR UPDATE SKIP LOCKED"
     );
     Ok(sqlx::query_as::<_, Schedule>(sql)
+        .bind(namespace)
         .fetch_optional(&mut *conn)
         .await?)
 }
@@ -251,15 +256,20 @@ pub async fn of_backup(pool: &PgPool, backup_id: i64) -> Result<Option<Schedule>
 /// whose last sweep is older than `every_secs` (a conditional UPDATE: one
 /// worker per period gets each), and answers the distinct (tenant, server,
 /// database) groups to sweep.
-pub async fn claim_sweeps(pool: &PgPool, every_secs: f64) -> Result<Vec<(Uuid, i64, String)>> {
+pub async fn claim_sweeps(
+    pool: &PgPool,
+    namespace: &str,
+    every_secs: f64,
+) -> Result<Vec<(Uuid, i64, String)>> {
     Ok(sqlx::query_as::<_, (Uuid, i64, String)>(
         "WITH claimed AS (UPDATE schedules SET retention_swept_at = now() \
-         WHERE retention_policy_id IS NOT NULL AND (retention_swept_at IS NULL \
+         WHERE namespace = $2 AND retention_policy_id IS NOT NULL AND (retention_swept_at IS NULL \
          OR retention_swept_at <= now() - make_interval(secs => $1)) \
          RETURNING tenant_id, server_id, database_name) \
          SELECT DISTINCT tenant_id, server_id, database_name FROM claimed",
     )
     .bind(every_secs)
+    .bind(namespace)
     .fetch_all(pool)
     .await?)
 }
