@@ -857,7 +857,7 @@ async fn validation_listing_and_tenant_isolation() {
     app.stop().await;
 }
 
-fn job_worker(app: &TestApp, name: &str) -> Child {
+pub(crate) fn job_worker(app: &TestApp, name: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("worker")
         .env("DATABASE_URL", &app.cfg.database_url)
@@ -871,6 +871,7 @@ fn job_worker(app: &TestApp, name: &str) -> Child {
             app.cfg.backup_store.as_deref().unwrap(),
         )
         .env("SLUICE_JOB_HEARTBEAT_SECS", "1")
+        .env("SLUICE_SCHEDULE_TICK_MS", "100")
         .env("SLUICE_WORKER_NAME", name)
         .env("SLUICE_PG_POOL_SIZE", "4")
         .env("SLUICE_DEV", "true")

@@ -373,3 +373,78 @@ async fn due_and_missed_ticks_run_once_with_two_schedulers() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Two `sluice worker` processes (real OS processes, each with its own
+/// scheduler ticking every 100 ms) and an API without workers: one due
+/// tick gives exactly one backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_schedule_fires_once_across_two_worker_processes() {
+    let app = TestApp::spawn_with(
+        Mode {
+            worker: false,
+            ..Mode::ALL
+        },
+        |_| {},
+    )
+    .await;
+    let user = app.register_user().await;
+    let db = unique("sched_proc");
+    let _c = Cleanup {
+        pg: vec![db.clone()],
+        my: vec![],
+    };
+    pg("postgres", &format!("CREATE DATABASE \"{db}\""));
+    pg(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);",
+    );
+    let server = pg_server(&app, &user).await;
+    let (s, v) = call(
+        &app,
+        &user,
+        Method::POST,
+        "/api/v1/schedules",
+        Some(json!({
+            "name": "two processes", "server_id": server, "database_name": db,
+            "cron_expression": "0 0 1 1 *", "timezone": "UTC"
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let mut workers = [
+        crate::backups::job_worker(&app, &format!("sched-a-{suffix}")),
+        crate::backups::job_worker(&app, &format!("sched-b-{suffix}")),
+    ];
+    // Let both schedulers start ticking, then make the schedule due.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::query("UPDATE schedules SET next_run = now() - interval '1 second' WHERE id = $1")
+        .bind(id)
+        .execute(&app.running.pg)
+        .await
+        .unwrap();
+    let done = wait_for("the scheduled backup to complete", || async {
+        let items = backups_of(&app, &user, server).await;
+        (!items.is_empty() && items.iter().all(|b| b["status"] == "completed")).then_some(items)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = backups_of(&app, &user, server).await;
+    for w in &mut workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(after.len(), 1, "{after:?}");
+    let (_, s) = call(
+        &app,
+        &user,
+        Method::GET,
+        &format!("/api/v1/schedules/{id}"),
+        None,
+    )
+    .await;
+    assert!(s["last_run"].is_string(), "{s}");
+    app.stop().await;
+}
