@@ -30,6 +30,12 @@ wait_for() { # name, tries, command...
 
 command -v curl >/dev/null || apt_install curl ca-certificates
 
+# --- Build tools ---------------------------------------------------------------
+# The orchestrator parses SQL with PostgreSQL's own grammar (the pg_query
+# crate builds libpg_query with cc and generates its bindings with bindgen,
+# which loads libclang at build time).
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || apt_install libclang-dev
+
 # --- Redis -----------------------------------------------------------------
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
 if ! command -v redis-cli >/dev/null || ! redis_up; then
