@@ -54,6 +54,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// One request field at fault: 400 `VALIDATION_ERROR` naming it (the
+    /// orchestrator's `details: [{field, message}]`).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// 409 `APPROVAL_REQUIRED`: a migration that needs an approval it
+    /// lacks.
+    #[error("{0}")]
+    ApprovalRequired(String),
     #[error("rate limit exceeded")]
     RateLimited { retry_after: u64 },
     #[error(transparent)]
@@ -79,7 +87,8 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::ApprovalRequired(_) => StatusCode::CONFLICT,
             ApiError::Fields(_) | ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -94,7 +103,10 @@ impl ApiError {
     fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "INVALID_REQUEST",
-            ApiError::Fields(_) | ApiError::Validation(_) => "VALIDATION_ERROR",
+            ApiError::Fields(_) | ApiError::Validation(_) | ApiError::Invalid { .. } => {
+                "VALIDATION_ERROR"
+            }
+            ApiError::ApprovalRequired(_) => "APPROVAL_REQUIRED",
             ApiError::Unauthorized(_) => "AUTH_FAILED",
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
@@ -112,13 +124,53 @@ pub struct ErrorInfo {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The request fields at fault, `(field, message)`.
+    pub details: Vec<(String, String)>,
+    /// The body is final in every family but the orchestrator's (the
+    /// Backup contract's 422 `{"detail": [...]}`).
+    pub keep_body: bool,
+}
+
+/// A field location (`["body", "replicas", "0", "connectionString"]`) as
+/// the orchestrator names fields: `replicas[0].connectionString`.
+fn field_name(loc: &[String]) -> String {
+    let mut out = String::new();
+    for part in loc.iter().skip(1) {
+        if part.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Fields(errors) = &self {
-            // Already in its final form: no ErrorInfo, so no family re-renders it.
-            return (self.status(), Json(json!({ "detail": errors }))).into_response();
+            // Final in every family but the orchestrator's, which re-renders
+            // it from the details.
+            let details: Vec<(String, String)> = errors
+                .iter()
+                .map(|e| (field_name(&e.loc), e.msg.clone()))
+                .collect();
+            let message = match details.first() {
+                Some((f, m)) if !f.is_empty() => format!("{f}: {m}"),
+                Some((_, m)) => m.clone(),
+                None => "request validation failed".into(),
+            };
+            let mut r = (self.status(), Json(json!({ "detail": errors }))).into_response();
+            r.extensions_mut().insert(ErrorInfo {
+                status: self.status(),
+                code: "VALIDATION_ERROR",
+                message,
+                details,
+                keep_body: true,
+            });
+            return r;
         }
         let message = match &self {
             ApiError::Storage(sluice_storage::StorageError::Invalid(m)) => m.clone(),
@@ -131,10 +183,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let details = match &self {
+            ApiError::Invalid { field, message } => vec![(field.clone(), message.clone())],
+            _ => Vec::new(),
+        };
         let info = ErrorInfo {
             status: self.status(),
             code: self.code(),
             message: message.clone(),
+            details,
+            keep_body: false,
         };
         let mut r = (
             info.status,
@@ -215,6 +273,9 @@ pub fn render(family: Family, mut res: Response) -> Response {
     let Some(info) = res.extensions_mut().remove::<ErrorInfo>() else {
         return res;
     };
+    if info.keep_body && family != Family::Orchestrator {
+        return res;
+    }
     let body = match family {
         Family::HealthMonitor => return res,
         Family::Tracking => {
@@ -226,13 +287,32 @@ pub fn render(family: Family, mut res: Response) -> Response {
             json!({"success": false, "error": info.message, "error_code": code, "timestamp": now()})
         }
         Family::Backup => json!({"detail": info.message, "code": info.code, "timestamp": now()}),
-        Family::Orchestrator => json!({"error": {
-            "code": info.code,
-            "message": info.message,
-            "details": [],
-            "traceId": format!("trace-{}", uuid::Uuid::new_v4().simple()),
-            "timestamp": now(),
-        }}),
+        Family::Orchestrator => {
+            let (status, code) = match (info.status, info.code) {
+                (StatusCode::UNPROCESSABLE_ENTITY, _) | (_, "INVALID_REQUEST") => {
+                    (StatusCode::BAD_REQUEST, "VALIDATION_ERROR")
+                }
+                (s, "AUTH_FAILED") => (s, "UNAUTHORIZED"),
+                (s, "RATE_LIMITED") => (s, "RATE_LIMIT_EXCEEDED"),
+                (s, c) => (s, c),
+            };
+            res.headers_mut().remove(header::CONTENT_LENGTH);
+            *res.status_mut() = status;
+            let trace_id = crate::routes::trace_id();
+            tracing::info!(trace_id = %trace_id, code, status = status.as_u16(), message = %info.message, "request refused");
+            let details: Vec<serde_json::Value> = info
+                .details
+                .iter()
+                .map(|(f, m)| json!({"field": f, "message": m}))
+                .collect();
+            json!({"error": {
+                "code": code,
+                "message": info.message,
+                "details": details,
+                "traceId": trace_id,
+                "timestamp": now(),
+            }})
+        }
     };
     let (mut parts, _) = res.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -254,7 +334,10 @@ impl Family {
             Family::Tracking
         } else if path.starts_with("/api/v1/auth/") || path.starts_with("/api/v1/servers") {
             Family::Backup
-        } else if path.starts_with("/api/v1/authentication/") {
+        } else if path.starts_with("/api/v1/authentication/")
+            || path.starts_with("/api/v1/migrations")
+            || path.starts_with("/api/v1/databases")
+        {
             Family::Orchestrator
         } else {
             Family::HealthMonitor
@@ -275,6 +358,8 @@ pub fn body_timeout(path: &str) -> Response {
         status: StatusCode::REQUEST_TIMEOUT,
         code: "REQUEST_TIMEOUT",
         message: message.to_string(),
+        details: Vec::new(),
+        keep_body: false,
     });
     render(Family::of_path(path), r)
 }

@@ -144,6 +144,9 @@ pub struct ApiState {
     pub login_limits: throttle::LoginLimits,
     /// (user, tenant) → the role an active member holds now, or `None`.
     pub member_cache: moka::future::Cache<(uuid::Uuid, uuid::Uuid), Option<String>>,
+    /// Registered databases' measured health, reused for 5 seconds
+    /// (orchestrator conventions section 4).
+    pub orch_health: moka::future::Cache<i64, serde_json::Value>,
 }
 
 impl ApiState {
@@ -179,6 +182,10 @@ impl ApiState {
             member_cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(cfg.member_check_ttl.max(Duration::from_millis(1)))
+                .build(),
+            orch_health: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(5))
                 .build(),
         }
     }
@@ -304,10 +311,49 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
+    use routes::orchestrator as orch;
     let orchestrator = Router::new()
         .route(
             "/api/v1/authentication/login",
             post(identity::orchestrator_login),
+        )
+        .route(
+            "/api/v1/databases",
+            get(orch::databases::list).post(orch::databases::register),
+        )
+        .route("/api/v1/databases/{id}", get(orch::databases::get_one))
+        .route(
+            "/api/v1/migrations",
+            get(orch::migrations::list).post(orch::migrations::create),
+        )
+        .route("/api/v1/migrations/{id}", get(orch::migrations::get_one))
+        .route(
+            "/api/v1/migrations/{id}/validate",
+            post(orch::migrations::validate),
+        )
+        .route(
+            "/api/v1/migrations/{id}/submit-approval",
+            post(orch::approvals::submit),
+        )
+        .route(
+            "/api/v1/migrations/{id}/approve",
+            post(orch::approvals::approve),
+        )
+        .route(
+            "/api/v1/migrations/{id}/reject",
+            post(orch::approvals::reject),
+        )
+        .route(
+            "/api/v1/migrations/{id}/execute",
+            post(orch::executions::execute),
+        )
+        .route(
+            "/api/v1/migrations/{id}/executions/{execution_id}",
+            get(orch::executions::get_one),
+        )
+        .route(
+            "/api/v1/migrations/{id}/executions/{execution_id}/rollback",
+            post(orch::executions::rollback),
         )
         .layer(family_layer(Family::Orchestrator));
     health_monitor

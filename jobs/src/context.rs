@@ -20,6 +20,11 @@ pub struct JobSettings {
     pub restore_timeout: Duration,
     /// The longest a saved command may run (then it is stopped, failed).
     pub command_timeout: Duration,
+    /// Migration executions one worker process runs at once (each holds
+    /// its database's execution lock, so they are on different databases).
+    pub migration_concurrency: usize,
+    /// The longest one migration execution may run, rollback included.
+    pub migration_timeout: Duration,
     /// The most of a command's stdout, and of its stderr, kept (bytes).
     pub command_output_limit: usize,
     /// Further attempts after a transient failure.
@@ -52,6 +57,8 @@ impl Default for JobSettings {
             backup_timeout: Duration::from_secs(6 * 3600),
             restore_timeout: Duration::from_secs(6 * 3600),
             command_timeout: Duration::from_secs(600),
+            migration_concurrency: 2,
+            migration_timeout: Duration::from_secs(6 * 3600),
             command_output_limit: 1 << 20,
             retries: 3,
             retry_delay: Duration::from_secs(2),

@@ -21,7 +21,8 @@
 //! Schedules ([`schedules`]) queue backups when their cron expression
 //! ([`cron`]) comes due; retention sweeps ([`sweep`]) delete the backups
 //! no policy keeps ([`retention`]). Saved shell commands are jobs too
-//! ([`commands`]), their templates substituted by [`template`].
+//! ([`commands`]), their templates substituted by [`template`]. Schema migration executions
+//! ([`migrations`]) run the orchestrator's phased executor.
 
 pub mod attempt;
 pub mod backups;
@@ -31,6 +32,7 @@ pub mod cron;
 pub mod endpoint;
 pub mod error;
 pub mod health;
+pub mod migrations;
 pub mod notices;
 pub mod progress;
 pub mod queue;

@@ -20,6 +20,8 @@ pub enum Kind {
     Retention,
     /// A saved shell command run on a server.
     Command,
+    /// An execution of a schema migration.
+    Migration,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Verify => "verify",
             Kind::Retention => "retention",
             Kind::Command => "command",
+            Kind::Migration => "migration",
         }
     }
 

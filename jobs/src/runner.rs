@@ -16,6 +16,7 @@ use crate::backups::{self, BackupJob, RestoreJob, VerifyJob};
 use crate::commands::{self, CommandJob};
 use crate::context::JobContext;
 use crate::error::JobError;
+use crate::migrations::{self, MigrationJob};
 use crate::queue::{self, Kind};
 use crate::sweep::{self, RetentionJob};
 
@@ -49,6 +50,10 @@ async fn run_retention(job: RetentionJob, ctx: Data<JobContext>) -> Result<(), B
 
 async fn run_command(job: CommandJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     boxed(commands::execute(&ctx, job).await)
+}
+
+async fn run_migration(job: MigrationJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    boxed(migrations::execute(&ctx, job).await)
 }
 
 /// Runs the job workers of this process (named `name`) until `shutdown`
@@ -139,6 +144,22 @@ pub async fn run(
                 .build(run_command)
         }
     };
+    let migration = {
+        let ctx = ctx.clone();
+        let name = format!("{name}-migration");
+        let n = s.migration_concurrency.max(1);
+        move |_: usize| {
+            WorkerBuilder::new(name.as_str())
+                .backend(
+                    PostgresStorage::<MigrationJob>::new(&ctx.pg)
+                        .with_config(config(&ctx, Kind::Migration))
+                        .poll_with_strategy(Strategy::new().interval(ctx.settings.poll_every)),
+                )
+                .concurrency(n)
+                .data(ctx.clone())
+                .build(run_migration)
+        }
+    };
     tracing::info!(worker = name, "job workers starting");
     let stop = futures::FutureExt::shared(Box::pin(shutdown));
     let health = tokio::spawn(crate::health::run(
@@ -157,6 +178,7 @@ pub async fn run(
         .register(verify)
         .register(retention)
         .register(command)
+        .register(migration)
         .shutdown_timeout(std::time::Duration::from_secs(30))
         .run_with_signal(async move {
             stop.await;

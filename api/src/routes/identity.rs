@@ -236,7 +236,10 @@ pub async fn orchestrator_login(
             "token": pair.access.token,
             "refreshToken": pair.refresh.token,
             "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "user": {"username": user.username, "role": display_role(&members)},
+            "user": {
+                "username": user.username,
+                "role": crate::routes::orchestrator::access::role_name(&display_role(&members)),
+            },
         })),
     )
         .into_response()

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod health;
 pub mod identity;
 pub mod notifications;
+pub mod orchestrator;
 pub mod retention;
 pub mod schedules;
 pub mod servers;
@@ -28,16 +29,34 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("not found".into())
 }
 
-/// A span per request, with method, path and the answer's status.
+tokio::task_local! {
+    static TRACE_ID: String;
+}
+
+/// The trace id of the request being served (its span's `trace_id`), or a
+/// fresh one outside a request.
+pub fn trace_id() -> String {
+    TRACE_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| format!("trace-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// A span per request, with method, path, a trace id (which the
+/// orchestrator's error answers carry as `traceId`) and the answer's status.
 pub async fn trace(req: Request, next: Next) -> Response {
-    let span = tracing::info_span!("api", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
-    async move {
-        let res = next.run(req).await;
-        tracing::Span::current().record("status", res.status().as_u16());
-        res
-    }
-    .instrument(span)
-    .await
+    let id = format!("trace-{}", uuid::Uuid::new_v4().simple());
+    let span = tracing::info_span!("api", method = %req.method(), path = %req.uri().path(), trace_id = %id, status = tracing::field::Empty);
+    TRACE_ID
+        .scope(
+            id,
+            async move {
+                let res = next.run(req).await;
+                tracing::Span::current().record("status", res.status().as_u16());
+                res
+            }
+            .instrument(span),
+        )
+        .await
 }
 
 /// Query parameters, parsed by hand so every bad value gets a clear 400

@@ -6,6 +6,7 @@ pub mod backups;
 pub mod commands;
 pub mod error_groups;
 pub mod notification_channels;
+pub mod orchestrator;
 pub mod retention_policies;
 pub mod schedules;
 pub mod servers;
