@@ -13,6 +13,7 @@ mod errors;
 mod identity;
 mod ingest_limits;
 mod notifications;
+mod orchestrator;
 mod outage;
 mod poison_input;
 mod retention;
