@@ -153,10 +153,18 @@ fn line_at(text: &str, at: usize) -> usize {
     1 + text.as_bytes()[..at].iter().filter(|&&c| c == b'\n').count()
 }
 
-/// Finds the line of a syntax error: the scanner splits the script (it does
-/// not need it to be valid), the first piece that fails to parse is the
-/// one at fault, and within it the token PostgreSQL names (`at or near
-/// "X"`), or its last line for `at end of input`.
+/// Finds the line of a syntax error with the parser itself. PostgreSQL's
+/// grammar reads tokens left to right and fails at the first token no valid
+/// script can continue with, so a prefix of the script ending on a token
+/// either parses (or fails only "at end of input": it could still be
+/// completed) or fails for good, and once it fails for good every longer
+/// prefix does too. A binary search over the token ends (from the scanner,
+/// which splits string literals and comments correctly) finds the first
+/// token that fails; that token's line is the error's line. For
+/// `at end of input` it is the last token's line. A script the scanner
+/// itself rejects (an unterminated string, comment or quoted identifier)
+/// is located by the text PostgreSQL quotes, or failing that by the same
+/// search over line ends.
 fn syntax_error(text: &str, e: pg_query::Error) -> SyntaxError {
     let message = match e {
         pg_query::Error::Parse(m) => m,
@@ -166,29 +174,100 @@ fn syntax_error(text: &str, e: pg_query::Error) -> SyntaxError {
     SyntaxError { message, line }
 }
 
-fn locate(text: &str, message: &str) -> Option<usize> {
-    let pieces = pg_query::split_with_scanner(text).ok()?;
-    let base = text.as_ptr() as usize;
-    for piece in pieces {
-        if pg_query::parse(piece).is_ok() {
-            continue;
-        }
-        let start = (piece.as_ptr() as usize).checked_sub(base)?;
-        let lead = leading_noise(piece);
-        if message.ends_with("at end of input") {
-            return Some(line_at(text, start + piece.trim_end().len()));
-        }
-        let near = message
-            .split_once("at or near \"")
-            .and_then(|(_, rest)| rest.rsplit_once('"'))
-            .map(|(tok, _)| tok);
-        let offset = near
-            .filter(|t| !t.is_empty())
-            .and_then(|t| piece[lead..].find(t).map(|p| lead + p))
-            .unwrap_or(lead);
-        return Some(line_at(text, start + offset));
+/// The text PostgreSQL quotes in `… at or near "X"`.
+fn near_text(message: &str) -> Option<&str> {
+    message
+        .split_once("at or near \"")
+        .and_then(|(_, rest)| rest.rsplit_once('"'))
+        .map(|(tok, _)| tok)
+        .filter(|t| !t.is_empty())
+}
+
+/// Whether `prefix` could still be the start of a valid script.
+fn viable(prefix: &str) -> bool {
+    match pg_query::parse(prefix) {
+        Ok(_) => true,
+        Err(pg_query::Error::Parse(m)) => m.ends_with("at end of input"),
+        Err(_) => false,
     }
-    None
+}
+
+/// The first index in `0..n` for which `fails` holds, given that it holds
+/// for every index after one where it does.
+fn first_failing(n: usize, fails: impl Fn(usize) -> bool) -> Option<usize> {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fails(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    (lo < n).then_some(lo)
+}
+
+fn locate(text: &str, message: &str) -> Option<usize> {
+    use pg_query::protobuf::Token;
+    let Ok(scanned) = pg_query::scan(text) else {
+        return locate_unscannable(text, message);
+    };
+    let tokens: Vec<(usize, usize)> = scanned
+        .tokens
+        .iter()
+        .filter(|t| {
+            !matches!(
+                Token::try_from(t.token),
+                Ok(Token::SqlComment | Token::CComment)
+            )
+        })
+        .filter_map(|t| Some((usize::try_from(t.start).ok()?, usize::try_from(t.end).ok()?)))
+        .filter(|&(start, end)| start <= end && end <= text.len())
+        .collect();
+    if message.ends_with("at end of input") {
+        return Some(tokens.last().map_or(1, |&(start, _)| line_at(text, start)));
+    }
+    let k = first_failing(tokens.len(), |k| {
+        text.get(..tokens[k].1).is_some_and(|p| !viable(p))
+    })?;
+    // An error raised by a grammar action while reducing names its own
+    // token, which may come before the lookahead that triggered it.
+    let at = near_text(message)
+        .and_then(|near| {
+            tokens[..=k]
+                .iter()
+                .rev()
+                .find(|&&(s, e)| text.get(s..e) == Some(near))
+        })
+        .map_or(tokens[k].0, |&(s, _)| s);
+    Some(line_at(text, at))
+}
+
+/// For scripts the scanner rejects: an unterminated literal or comment runs
+/// to the end of the script and PostgreSQL quotes it whole; anything else
+/// is found by the first line-end prefix that fails for good (an
+/// unterminated literal there only means the prefix ends inside one).
+fn locate_unscannable(text: &str, message: &str) -> Option<usize> {
+    if let Some(near) = near_text(message) {
+        if text.ends_with(near) {
+            return Some(line_at(text, text.len() - near.len()));
+        }
+    }
+    let ends: Vec<usize> = text
+        .match_indices('\n')
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let k = first_failing(ends.len(), |k| {
+        text.get(..ends[k]).is_some_and(|p| match pg_query::parse(p) {
+            Ok(_) => false,
+            Err(pg_query::Error::Parse(m)) => {
+                !(m.ends_with("at end of input") || m.starts_with("unterminated"))
+            }
+            Err(_) => true,
+        })
+    })?;
+    Some(k + 1)
 }
 
 #[cfg(test)]
@@ -215,6 +294,27 @@ mod tests {
         assert_eq!(e.line, 3, "{e}");
         let e = parse("ALTER TABLE a\n  ADD COLUMN b int\n  NOT NUL;").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn syntax_error_lines_survive_literals_and_comments() {
+        // A string spanning lines and a semicolon inside a comment come
+        // before the error.
+        let e = parse("SELECT 'a;\nb';\n/* x;\n y */\nALTER TABLE t ADD COLUMN c int;\nDROP TABLEE t;")
+            .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("TABLEE"), "{e}");
+        // The same word appearing earlier does not mislead.
+        let e = parse("SELECT 1 AS x;\nSELECT 2 x x;").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        // Errors the scanner reports.
+        let e = parse("SELECT 1;\nSELECT 'a\nb';\nSELECT 'unterminated;\nSELECT 2;").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let e = parse("SELECT 1;\n\nSELECT \"\" FROM t;").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        // End of input after trailing comments: the last token's line.
+        let e = parse("SELECT 1;\nSELECT (1\n-- trailing\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]
