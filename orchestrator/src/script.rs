@@ -49,7 +49,9 @@ pub fn parse(text: &str) -> Result<Script, SyntaxError> {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.clone()) else {
             continue;
         };
-        let start = usize::try_from(raw.stmt_location).unwrap_or(0).min(text.len());
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(text.len());
         let end = match usize::try_from(raw.stmt_len) {
             Ok(0) | Err(_) => text.len(),
             Ok(len) => (start + len).min(text.len()),
@@ -94,9 +96,9 @@ impl Statement {
         match &self.node {
             NodeEnum::IndexStmt(s) => !s.concurrent,
             NodeEnum::DropStmt(s) => !s.concurrent,
-            NodeEnum::ReindexStmt(s) => !s.params.iter().any(|p| {
-                matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")
-            }),
+            NodeEnum::ReindexStmt(s) => !s.params.iter().any(
+                |p| matches!(&p.node, Some(NodeEnum::DefElem(d)) if d.defname == "concurrently"),
+            ),
             NodeEnum::VacuumStmt(_)
             | NodeEnum::CreatedbStmt(_)
             | NodeEnum::DropdbStmt(_)
@@ -150,7 +152,10 @@ fn leading_noise(s: &str) -> usize {
 /// The 1-based line of byte offset `at` in `text`.
 fn line_at(text: &str, at: usize) -> usize {
     let at = at.min(text.len());
-    1 + text.as_bytes()[..at].iter().filter(|&&c| c == b'\n').count()
+    1 + text.as_bytes()[..at]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
 }
 
 /// Finds the line of a syntax error with the parser itself. PostgreSQL's
@@ -259,13 +264,14 @@ fn locate_unscannable(text: &str, message: &str) -> Option<usize> {
         .chain(std::iter::once(text.len()))
         .collect();
     let k = first_failing(ends.len(), |k| {
-        text.get(..ends[k]).is_some_and(|p| match pg_query::parse(p) {
-            Ok(_) => false,
-            Err(pg_query::Error::Parse(m)) => {
-                !(m.ends_with("at end of input") || m.starts_with("unterminated"))
-            }
-            Err(_) => true,
-        })
+        text.get(..ends[k])
+            .is_some_and(|p| match pg_query::parse(p) {
+                Ok(_) => false,
+                Err(pg_query::Error::Parse(m)) => {
+                    !(m.ends_with("at end of input") || m.starts_with("unterminated"))
+                }
+                Err(_) => true,
+            })
     })?;
     Some(k + 1)
 }
@@ -300,8 +306,9 @@ mod tests {
     fn syntax_error_lines_survive_literals_and_comments() {
         // A string spanning lines and a semicolon inside a comment come
         // before the error.
-        let e = parse("SELECT 'a;\nb';\n/* x;\n y */\nALTER TABLE t ADD COLUMN c int;\nDROP TABLEE t;")
-            .unwrap_err();
+        let e =
+            parse("SELECT 'a;\nb';\n/* x;\n y */\nALTER TABLE t ADD COLUMN c int;\nDROP TABLEE t;")
+                .unwrap_err();
         assert_eq!(e.line, 6, "{e}");
         assert!(e.message.contains("TABLEE"), "{e}");
         // The same word appearing earlier does not mislead.
@@ -320,7 +327,10 @@ mod tests {
     #[test]
     fn transaction_control_is_recognised() {
         let s = parse("BEGIN; SELECT 1; COMMIT;").unwrap();
-        assert_eq!(s.statements[0].transaction_control(), Some(TxnControl::Begin));
+        assert_eq!(
+            s.statements[0].transaction_control(),
+            Some(TxnControl::Begin)
+        );
         assert_eq!(s.statements[2].transaction_control(), Some(TxnControl::End));
         assert_eq!(s.statements[1].transaction_control(), None);
     }

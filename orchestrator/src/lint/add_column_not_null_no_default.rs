@@ -23,7 +23,7 @@ impl Rule for AddColumnNotNullNoDefault {
     }
 
     fn check(&self, stmt: &Statement, ctx: &Context) -> Vec<Finding> {
-        let Some((_, rel, cmds)) = alter_table(stmt) else {
+        let Some((rel, cmds)) = alter_table(stmt) else {
             return vec![];
         };
         if ctx.created_here(rel) {

@@ -56,12 +56,26 @@ fn volatile_call(expr: &pg_query::protobuf::Node) -> Option<String> {
                 Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
                 _ => None,
             })?;
-            VOLATILE
-                .contains(&name)
-                .then(|| format!("{name}()"))
+            VOLATILE.contains(&name).then(|| format!("{name}()"))
         }
         _ => None,
     })
+}
+
+/// The volatile default of a column definition, named (`"random()"`,
+/// `"nextval() (from its bigserial type)"`), if it has one.
+pub(crate) fn volatile_default(col: &pg_query::protobuf::ColumnDef) -> Option<String> {
+    let serial = col
+        .type_name
+        .as_ref()
+        .and_then(|t| t.names.last())
+        .and_then(|n| match &n.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .filter(|t| SERIAL.contains(t))
+        .map(|t| format!("nextval() (from its {t} type)"));
+    serial.or_else(|| column_default(col).and_then(volatile_call))
 }
 
 impl Rule for AddColumnVolatileDefault {
@@ -70,7 +84,7 @@ impl Rule for AddColumnVolatileDefault {
     }
 
     fn check(&self, stmt: &Statement, ctx: &Context) -> Vec<Finding> {
-        let Some((_, rel, cmds)) = alter_table(stmt) else {
+        let Some((rel, cmds)) = alter_table(stmt) else {
             return vec![];
         };
         if ctx.created_here(rel) {
@@ -80,17 +94,7 @@ impl Rule for AddColumnVolatileDefault {
         cmds.into_iter()
             .filter_map(|(kind, cmd)| added_column(kind, cmd))
             .filter_map(|col| {
-                let serial = col
-                    .type_name
-                    .as_ref()
-                    .and_then(|t| t.names.last())
-                    .and_then(|n| match &n.node {
-                        Some(NodeEnum::String(s)) => Some(s.sval.as_str()),
-                        _ => None,
-                    })
-                    .filter(|t| SERIAL.contains(t))
-                    .map(|t| format!("nextval() (from its {t} type)"));
-                let call = serial.or_else(|| column_default(col).and_then(volatile_call))?;
+                let call = volatile_default(col)?;
                 Some(Finding::new(
                     ID,
                     stmt,
@@ -118,20 +122,41 @@ mod tests {
     #[test]
     fn fires_on_volatile_defaults() {
         for (sql, call) in [
-            ("ALTER TABLE a ADD COLUMN token uuid DEFAULT gen_random_uuid()", "gen_random_uuid()"),
-            ("ALTER TABLE a ADD COLUMN r float8 NOT NULL DEFAULT random() * 10", "random()"),
-            ("ALTER TABLE a ADD COLUMN t text DEFAULT clock_timestamp()::text", "clock_timestamp()"),
-            ("ALTER TABLE a ADD COLUMN u uuid DEFAULT public.uuid_generate_v4()", "uuid_generate_v4()"),
-            ("ALTER TABLE a ADD COLUMN n bigint DEFAULT nextval('a_seq')", "nextval()"),
+            (
+                "ALTER TABLE a ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+                "gen_random_uuid()",
+            ),
+            (
+                "ALTER TABLE a ADD COLUMN r float8 NOT NULL DEFAULT random() * 10",
+                "random()",
+            ),
+            (
+                "ALTER TABLE a ADD COLUMN t text DEFAULT clock_timestamp()::text",
+                "clock_timestamp()",
+            ),
+            (
+                "ALTER TABLE a ADD COLUMN u uuid DEFAULT public.uuid_generate_v4()",
+                "uuid_generate_v4()",
+            ),
+            (
+                "ALTER TABLE a ADD COLUMN n bigint DEFAULT nextval('a_seq')",
+                "nextval()",
+            ),
             ("ALTER TABLE a ADD COLUMN n bigserial", "nextval()"),
-            ("ALTER TABLE a ADD COLUMN x bigint DEFAULT coalesce(txid_current(), 0)", "txid_current()"),
+            (
+                "ALTER TABLE a ADD COLUMN x bigint DEFAULT coalesce(txid_current(), 0)",
+                "txid_current()",
+            ),
         ] {
             let f = findings(&format!("SET lock_timeout = '1s';\n\n{sql};"), ID);
             assert_eq!(f.len(), 1, "{sql}: {f:#?}");
             assert_eq!(f[0].line, 3);
             assert!(f[0].message.contains(call), "{}", f[0].message);
             assert!(f[0].message.contains(" a "), "{}", f[0].message);
-            assert_eq!((f[0].level, f[0].severity), (RiskLevel::High, Severity::Warning));
+            assert_eq!(
+                (f[0].level, f[0].severity),
+                (RiskLevel::High, Severity::Warning)
+            );
             assert_well_formed(&f[0]);
         }
     }

@@ -21,7 +21,10 @@ fn concurrent_op(stmt: &Statement) -> Option<String> {
         NodeEnum::IndexStmt(s) if s.concurrent => Some(format!(
             "CREATE INDEX CONCURRENTLY {}",
             if s.idxname.is_empty() {
-                format!("on {}", s.relation.as_ref().map(rel_name).unwrap_or_default())
+                format!(
+                    "on {}",
+                    s.relation.as_ref().map(rel_name).unwrap_or_default()
+                )
             } else {
                 s.idxname.clone()
             }
@@ -38,7 +41,7 @@ fn concurrent_op(stmt: &Statement) -> Option<String> {
             Some("REINDEX CONCURRENTLY".to_string())
         }
         NodeEnum::AlterTableStmt(_) => {
-            let (_, rel, cmds) = alter_table(stmt)?;
+            let (rel, cmds) = alter_table(stmt)?;
             cmds.iter()
                 .any(|(kind, cmd)| {
                     *kind == AlterTableType::AtDetachPartition
@@ -47,7 +50,12 @@ fn concurrent_op(stmt: &Statement) -> Option<String> {
                             Some(NodeEnum::PartitionCmd(p)) if p.concurrent
                         )
                 })
-                .then(|| format!("ALTER TABLE {} DETACH PARTITION … CONCURRENTLY", rel_name(rel)))
+                .then(|| {
+                    format!(
+                        "ALTER TABLE {} DETACH PARTITION … CONCURRENTLY",
+                        rel_name(rel)
+                    )
+                })
         }
         _ => None,
     }
@@ -88,7 +96,11 @@ mod tests {
              START TRANSACTION;\nREINDEX (CONCURRENTLY) INDEX idx_c;\nEND;",
             ID,
         );
-        assert_eq!(f.iter().map(|f| f.line).collect::<Vec<_>>(), vec![3, 4, 7], "{f:#?}");
+        assert_eq!(
+            f.iter().map(|f| f.line).collect::<Vec<_>>(),
+            vec![3, 4, 7],
+            "{f:#?}"
+        );
         assert!(f[0].message.contains("idx_a_b"));
         assert!(f[1].message.contains("idx_old"));
         for f in &f {

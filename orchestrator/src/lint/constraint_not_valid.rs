@@ -35,7 +35,7 @@ impl Rule for ConstraintNotValid {
     }
 
     fn check(&self, stmt: &Statement, ctx: &Context) -> Vec<Finding> {
-        let Some((_, rel, cmds)) = alter_table(stmt) else {
+        let Some((rel, cmds)) = alter_table(stmt) else {
             return vec![];
         };
         if ctx.created_here(rel) {
@@ -45,7 +45,8 @@ impl Rule for ConstraintNotValid {
         let mut out = Vec::new();
         for (kind, cmd) in cmds {
             if kind == AlterTableType::AtAddConstraint {
-                let Some(NodeEnum::Constraint(k)) = cmd.def.as_deref().and_then(|d| d.node.as_ref())
+                let Some(NodeEnum::Constraint(k)) =
+                    cmd.def.as_deref().and_then(|d| d.node.as_ref())
                 else {
                     continue;
                 };
@@ -122,7 +123,10 @@ mod tests {
         assert!(f[2].message.contains("shop_id") && f[2].message.contains("shops"));
         for f in &f {
             assert_well_formed(f);
-            assert_eq!((f.level, f.severity), (RiskLevel::Medium, Severity::Warning));
+            assert_eq!(
+                (f.level, f.severity),
+                (RiskLevel::Medium, Severity::Warning)
+            );
         }
     }
 

@@ -19,7 +19,7 @@ impl Rule for DropColumn {
     }
 
     fn check(&self, stmt: &Statement, _ctx: &Context) -> Vec<Finding> {
-        let Some((_, rel, cmds)) = alter_table(stmt) else {
+        let Some((rel, cmds)) = alter_table(stmt) else {
             return vec![];
         };
         let table = rel_name(rel);

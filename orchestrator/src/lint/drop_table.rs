@@ -62,7 +62,10 @@ mod tests {
         assert!(f[1].message.contains("archive.old_orders"));
         for f in &f {
             assert_well_formed(f);
-            assert_eq!((f.level, f.severity), (RiskLevel::Critical, Severity::Warning));
+            assert_eq!(
+                (f.level, f.severity),
+                (RiskLevel::Critical, Severity::Warning)
+            );
         }
     }
 

@@ -93,7 +93,10 @@ mod tests {
         assert!(f[1].message.contains("public.idx_old"), "{}", f[1].message);
         for f in &f {
             assert_well_formed(f);
-            assert_eq!((f.level, f.severity), (RiskLevel::Medium, Severity::Warning));
+            assert_eq!(
+                (f.level, f.severity),
+                (RiskLevel::Medium, Severity::Warning)
+            );
         }
     }
 

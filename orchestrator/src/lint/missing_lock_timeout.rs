@@ -21,14 +21,14 @@ pub const ID: &str = "missing-lock-timeout";
 
 pub struct MissingLockTimeout;
 
-/// What `stmt` locks, as "ALTER TABLE users" etc., when it locks a table
-/// the script did not create.
-fn locking(stmt: &Statement, ctx: &Context) -> Option<String> {
+/// The statement ("ALTER TABLE users") and what it locks ("users"), when
+/// it locks a table the script did not create.
+fn locking(stmt: &Statement, ctx: &Context) -> Option<(String, String)> {
     let existing = |rel: &RangeVar| !ctx.created_here(rel);
     match &stmt.node {
         NodeEnum::AlterTableStmt(_) => {
-            let (_, rel, _) = alter_table(stmt)?;
-            existing(rel).then(|| format!("ALTER TABLE {}", rel_name(rel)))
+            let (rel, _) = alter_table(stmt)?;
+            existing(rel).then(|| (format!("ALTER TABLE {}", rel_name(rel)), rel_name(rel)))
         }
         NodeEnum::RenameStmt(s) => {
             let rel = s.relation.as_ref()?;
@@ -36,11 +36,26 @@ fn locking(stmt: &Statement, ctx: &Context) -> Option<String> {
                 || s.rename_type == ObjectType::ObjectTabconstraint as i32
                 || (s.rename_type == ObjectType::ObjectColumn as i32
                     && s.relation_type == ObjectType::ObjectTable as i32);
-            (on_table && existing(rel)).then(|| format!("ALTER TABLE {} RENAME", rel_name(rel)))
+            (on_table && existing(rel)).then(|| {
+                (
+                    format!("ALTER TABLE {} RENAME", rel_name(rel)),
+                    rel_name(rel),
+                )
+            })
         }
         NodeEnum::IndexStmt(s) if !s.concurrent => {
             let rel = s.relation.as_ref()?;
-            existing(rel).then(|| format!("CREATE INDEX on {}", rel_name(rel)))
+            let index = if s.idxname.is_empty() {
+                String::new()
+            } else {
+                format!("{} ", s.idxname)
+            };
+            existing(rel).then(|| {
+                (
+                    format!("CREATE INDEX {index}on {}", rel_name(rel)),
+                    rel_name(rel),
+                )
+            })
         }
         NodeEnum::DropStmt(s) if s.remove_type == ObjectType::ObjectTable as i32 => {
             let tables: Vec<String> = s
@@ -49,7 +64,11 @@ fn locking(stmt: &Statement, ctx: &Context) -> Option<String> {
                 .map(name_parts)
                 .filter(|n| {
                     let rel = RangeVar {
-                        schemaname: if n.len() > 1 { n[n.len() - 2].clone() } else { String::new() },
+                        schemaname: if n.len() > 1 {
+                            n[n.len() - 2].clone()
+                        } else {
+                            String::new()
+                        },
                         relname: n.last().cloned().unwrap_or_default(),
                         ..Default::default()
                     };
@@ -57,7 +76,12 @@ fn locking(stmt: &Statement, ctx: &Context) -> Option<String> {
                 })
                 .map(|n| n.join("."))
                 .collect();
-            (!tables.is_empty()).then(|| format!("DROP TABLE {}", tables.join(", ")))
+            (!tables.is_empty()).then(|| {
+                (
+                    format!("DROP TABLE {}", tables.join(", ")),
+                    tables.join(", "),
+                )
+            })
         }
         NodeEnum::DropStmt(s)
             if !s.concurrent && s.remove_type == ObjectType::ObjectIndex as i32 =>
@@ -69,7 +93,12 @@ fn locking(stmt: &Statement, ctx: &Context) -> Option<String> {
                 .filter(|n| !ctx.new_index(n))
                 .map(|n| n.join("."))
                 .collect();
-            (!indexes.is_empty()).then(|| format!("DROP INDEX {}", indexes.join(", ")))
+            (!indexes.is_empty()).then(|| {
+                (
+                    format!("DROP INDEX {}", indexes.join(", ")),
+                    "its table".to_string(),
+                )
+            })
         }
         _ => None,
     }
@@ -84,7 +113,7 @@ impl Rule for MissingLockTimeout {
         if ctx.lock_timeout_set {
             return vec![];
         }
-        let Some(what) = locking(stmt, ctx) else {
+        let Some((what, on)) = locking(stmt, ctx) else {
             return vec![];
         };
         vec![Finding::new(
@@ -93,7 +122,7 @@ impl Rule for MissingLockTimeout {
             RiskLevel::Medium,
             Severity::Warning,
             format!(
-                "{what} takes a lock with no lock_timeout set: waiting behind a long query, it blocks every later query on the table"
+                "{what} locks {on} with no lock_timeout set: waiting for its lock behind a long-running query, it blocks every later query on {on}"
             ),
             "Put SET lock_timeout = '2s' (or SET LOCAL lock_timeout inside the transaction) before it, and retry the migration if it times out",
         )]
@@ -123,11 +152,19 @@ mod tests {
             "{f:#?}"
         );
         assert!(f[0].message.contains("ALTER TABLE users"));
+        assert!(
+            f[1].message.contains("CREATE INDEX i on users"),
+            "{}",
+            f[1].message
+        );
         assert!(f[2].message.contains("old_i"));
         assert!(f[3].message.contains("archive.users_old"));
         for f in &f {
             assert_well_formed(f);
-            assert_eq!((f.level, f.severity), (RiskLevel::Medium, Severity::Warning));
+            assert_eq!(
+                (f.level, f.severity),
+                (RiskLevel::Medium, Severity::Warning)
+            );
         }
     }
 

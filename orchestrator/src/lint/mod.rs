@@ -22,12 +22,12 @@ mod index_not_concurrent;
 mod missing_lock_timeout;
 mod rename;
 
+pub(crate) use add_column_volatile_default::volatile_default;
+
 use std::collections::HashSet;
 
 use pg_query::protobuf::node::Node as NodeEnum;
-use pg_query::protobuf::{
-    AlterTableCmd, AlterTableStmt, AlterTableType, ObjectType, RangeVar, VariableSetKind,
-};
+use pg_query::protobuf::{AlterTableCmd, AlterTableType, ObjectType, RangeVar, VariableSetKind};
 
 use crate::risk::RiskLevel;
 use crate::script::{Script, Statement, TxnControl};
@@ -266,11 +266,12 @@ pub(crate) fn name_parts(node: &pg_query::protobuf::Node) -> Vec<String> {
     }
 }
 
-/// An `ALTER TABLE` statement (not `ALTER INDEX`/`VIEW`/…), its table and
-/// its subcommands with their kinds.
-pub(crate) fn alter_table(
-    stmt: &Statement,
-) -> Option<(&AlterTableStmt, &RangeVar, Vec<(AlterTableType, &AlterTableCmd)>)> {
+/// The subcommands of an `ALTER TABLE`, each with its kind.
+pub(crate) type Subcommands<'a> = Vec<(AlterTableType, &'a AlterTableCmd)>;
+
+/// The table of an `ALTER TABLE` statement (not `ALTER INDEX`/`VIEW`/…)
+/// and its subcommands.
+pub(crate) fn alter_table(stmt: &Statement) -> Option<(&RangeVar, Subcommands<'_>)> {
     let NodeEnum::AlterTableStmt(s) = &stmt.node else {
         return None;
     };
@@ -288,7 +289,7 @@ pub(crate) fn alter_table(
             _ => None,
         })
         .collect();
-    Some((s, rel, cmds))
+    Some((rel, cmds))
 }
 
 /// The column definition of an `ADD COLUMN` subcommand.
@@ -334,7 +335,10 @@ pub(crate) mod test_support {
     /// Lints `sql` and keeps the findings of `rule`.
     pub fn findings(sql: &str, rule: &str) -> Vec<Finding> {
         let script = crate::script::parse(sql).unwrap();
-        lint(&script).into_iter().filter(|f| f.rule == rule).collect()
+        lint(&script)
+            .into_iter()
+            .filter(|f| f.rule == rule)
+            .collect()
     }
 
     /// Asserts the common shape of every finding.
@@ -421,9 +425,10 @@ mod tests {
         assert_eq!(derived_level(&[]), RiskLevel::Low);
         let script = parse("SET lock_timeout = '1s';\nCREATE INDEX i ON a (b);").unwrap();
         assert_eq!(derived_level(&lint(&script)), RiskLevel::Medium);
-        let script =
-            parse("SET lock_timeout = '1s';\nCREATE INDEX i ON a (b);\nALTER TABLE a DROP COLUMN c;")
-                .unwrap();
+        let script = parse(
+            "SET lock_timeout = '1s';\nCREATE INDEX i ON a (b);\nALTER TABLE a DROP COLUMN c;",
+        )
+        .unwrap();
         assert_eq!(derived_level(&lint(&script)), RiskLevel::High);
     }
 
