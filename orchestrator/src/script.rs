@@ -166,7 +166,7 @@ fn line_at(text: &str, at: usize) -> usize {
 /// prefix does too. A binary search over the token ends (from the scanner,
 /// which splits string literals and comments correctly) finds the first
 /// token that fails; that token's line is the error's line. For
-/// `at end of input` it is the last token's line. A script the scanner
+/// `at end of input` it is the line the script's text ends on. A script the scanner
 /// itself rejects (an unterminated string, comment or quoted identifier)
 /// is located by the text PostgreSQL quotes, or failing that by the same
 /// search over line ends.
@@ -212,6 +212,13 @@ fn first_failing(n: usize, fails: impl Fn(usize) -> bool) -> Option<usize> {
     (lo < n).then_some(lo)
 }
 
+/// Where PostgreSQL puts `at end of input`: just past the script's last
+/// character, shown on the line of its last non-blank character (a
+/// trailing comment included, as psql's `LINE n:` shows it).
+fn end_of_input_line(text: &str) -> usize {
+    line_at(text, text.trim_end().len().saturating_sub(1))
+}
+
 fn locate(text: &str, message: &str) -> Option<usize> {
     use pg_query::protobuf::Token;
     let Ok(scanned) = pg_query::scan(text) else {
@@ -230,7 +237,7 @@ fn locate(text: &str, message: &str) -> Option<usize> {
         .filter(|&(start, end)| start <= end && end <= text.len())
         .collect();
     if message.ends_with("at end of input") {
-        return Some(tokens.last().map_or(1, |&(start, _)| line_at(text, start)));
+        return Some(end_of_input_line(text));
     }
     let k = first_failing(tokens.len(), |k| {
         text.get(..tokens[k].1).is_some_and(|p| !viable(p))
@@ -319,9 +326,112 @@ mod tests {
         assert_eq!(e.line, 4, "{e}");
         let e = parse("SELECT 1;\n\nSELECT \"\" FROM t;").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
-        // End of input after trailing comments: the last token's line.
+        // End of input is where the text ends, trailing comment included,
+        // as PostgreSQL reports it.
         let e = parse("SELECT 1;\nSELECT (1\n-- trailing\n").unwrap_err();
-        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    /// The line PostgreSQL itself reports: it parses a whole simple-query
+    /// string before running any of it, so a script with a syntax error
+    /// runs nothing, and the error's position (in characters, 1-based)
+    /// points at the offending token, or just past the end of the script
+    /// for `at end of input` (taken here as the last non-blank
+    /// character's line, as psql's `LINE n:` shows it).
+    async fn postgres_line(conn: &mut sqlx::PgConnection, text: &str) -> usize {
+        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(text.to_string()))
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
+        let db = err.as_database_error().expect("a database error");
+        let pg = db.downcast_ref::<sqlx::postgres::PgDatabaseError>();
+        let Some(sqlx::postgres::PgErrorPosition::Original(pos)) = pg.position() else {
+            panic!("no position in {pg:?}");
+        };
+        let at = text
+            .char_indices()
+            .nth(pos - 1)
+            .map_or(text.len(), |(i, _)| i);
+        let at = at.min(text.trim_end().len().saturating_sub(1));
+        line_at(text, at)
+    }
+
+    /// A scratch database, dropped when the guard goes (also on failure).
+    struct ScratchDb(String);
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            let name = self.0.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    let mut c =
+                        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                            .await
+                            .unwrap();
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                });
+            })
+            .join();
+        }
+    }
+
+    #[tokio::test]
+    async fn syntax_error_lines_match_postgres() {
+        use sqlx::Connection;
+        let name = format!("orch_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let _guard = ScratchDb(name.clone());
+        let mut conn =
+            sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+                .await
+                .unwrap();
+        for text in [
+            "SELECT 1;\nSELECT 2;\nSELEC 3;\nSELECT 4;",
+            "CREATE TABLE t (\n  id int,\n  name text\n",
+            "ALTER TABLE a\n  ADD COLUMN b int\n  NOT NUL;",
+            "SELECT 'a;\nb';\n/* x;\n y */\nALTER TABLE t ADD COLUMN c int;\nDROP TABLEE t;",
+            "SELECT 1 AS x;\nSELECT 2 x x;",
+            "SELECT 1;\nSELECT 'a\nb';\nSELECT 'unterminated;\nSELECT 2;",
+            "SELECT 1;\n\nSELECT \"\" FROM t;",
+            "SELECT 1;\nSELECT (1\n-- trailing\n",
+            "CREATE TABLE t (\n  a int,\n  b int,,\n  c int\n);",
+            "-- é ü multibyte before\nSELECT 'ü';\nCREATE INDEX ON;",
+        ] {
+            let ours = parse(text).unwrap_err();
+            assert_eq!(
+                ours.line,
+                postgres_line(&mut conn, text).await,
+                "{text:?}: {ours}"
+            );
+        }
+        // Nothing ran: the first statements of a failing script were not executed.
+        let e = parse("CREATE TABLE made (id int);\nSELEC 1;").unwrap_err();
+        assert_eq!(e.line, 2);
+        let _ = sqlx::raw_sql("CREATE TABLE made (id int);\nSELEC 1;")
+            .execute(&mut conn)
+            .await;
+        let made: Option<String> = sqlx::query_scalar("SELECT to_regclass('made')::text")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(made, None);
+        conn.close().await.unwrap();
     }
 
     #[test]

@@ -8,12 +8,15 @@
 //! A timeout of `0` disables it and so does not count, nor does one undone
 //! by `RESET lock_timeout`, `RESET ALL` or `SET lock_timeout TO DEFAULT`.
 //! Quiet on tables created earlier in the same script (and on dropping an
-//! index the script built on one): nobody else holds locks on them.
+//! index the script built on one): nobody else holds locks on them —
+//! unless the `ALTER TABLE` adds a foreign key to an existing table, which
+//! it locks too.
 
 use pg_query::protobuf::node::Node as NodeEnum;
-use pg_query::protobuf::{ObjectType, RangeVar};
+use pg_query::protobuf::{AlterTableType, ConstrType, ObjectType, RangeVar};
 
-use super::{alter_table, name_parts, rel_name, Context, Finding, Rule, Severity};
+use super::{added_column, alter_table, column_constraints, name_parts, rel_name};
+use super::{Context, Finding, Rule, Severity};
 use crate::risk::RiskLevel;
 use crate::script::Statement;
 
@@ -27,8 +30,41 @@ fn locking(stmt: &Statement, ctx: &Context) -> Option<(String, String)> {
     let existing = |rel: &RangeVar| !ctx.created_here(rel);
     match &stmt.node {
         NodeEnum::AlterTableStmt(_) => {
-            let (rel, _) = alter_table(stmt)?;
-            existing(rel).then(|| (format!("ALTER TABLE {}", rel_name(rel)), rel_name(rel)))
+            let (rel, cmds) = alter_table(stmt)?;
+            if existing(rel) {
+                return Some((format!("ALTER TABLE {}", rel_name(rel)), rel_name(rel)));
+            }
+            // A new table's foreign key still locks the existing table it
+            // references (SHARE ROW EXCLUSIVE).
+            let referenced: Vec<String> = cmds
+                .iter()
+                .flat_map(|&(kind, cmd)| {
+                    let added = added_column(kind, cmd)
+                        .into_iter()
+                        .flat_map(column_constraints)
+                        .collect::<Vec<_>>();
+                    let constraint = match cmd.def.as_deref().and_then(|d| d.node.as_ref()) {
+                        Some(NodeEnum::Constraint(k))
+                            if kind == AlterTableType::AtAddConstraint =>
+                        {
+                            Some(&**k)
+                        }
+                        _ => None,
+                    };
+                    added.into_iter().chain(constraint)
+                })
+                .filter(|k| k.contype == ConstrType::ConstrForeign as i32)
+                .filter_map(|k| k.pktable.as_ref())
+                .filter(|p| existing(p))
+                .map(rel_name)
+                .collect();
+            (!referenced.is_empty()).then(|| {
+                let on = referenced.join(", ");
+                (
+                    format!("ALTER TABLE {} adding a FOREIGN KEY to {on}", rel_name(rel)),
+                    on,
+                )
+            })
         }
         NodeEnum::RenameStmt(s) => {
             let rel = s.relation.as_ref()?;
@@ -175,6 +211,23 @@ mod tests {
             ID,
         );
         assert_eq!(f.iter().map(|f| f.line).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn a_new_tables_foreign_key_locks_the_existing_table() {
+        let f = findings(
+            "CREATE TABLE fresh (id int);\nALTER TABLE fresh ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES users (id);\n\
+             ALTER TABLE fresh ADD COLUMN shop int REFERENCES shops (id);\n\
+             CREATE TABLE other (id int);\nALTER TABLE fresh ADD COLUMN o int REFERENCES other (id);",
+            ID,
+        );
+        assert_eq!(
+            f.iter().map(|f| f.line).collect::<Vec<_>>(),
+            vec![2, 3],
+            "{f:#?}"
+        );
+        assert!(f[0].message.contains("locks users"), "{}", f[0].message);
+        assert!(f[1].message.contains("locks shops"), "{}", f[1].message);
     }
 
     #[test]

@@ -436,7 +436,8 @@ mod tests {
     fn statements_on_tables_created_in_the_script_lock_nothing() {
         let script = parse(
             "CREATE TABLE fresh (id int);\n\
-             ALTER TABLE fresh ADD COLUMN owner int REFERENCES users (id);\n\
+             CREATE TABLE owners (id int PRIMARY KEY);\n\
+             ALTER TABLE fresh ADD COLUMN owner int REFERENCES owners (id);\n\
              ALTER TABLE public.fresh ADD CONSTRAINT c CHECK (id > 0);\n\
              CREATE INDEX fresh_owner ON fresh (owner);\n\
              DROP INDEX fresh_owner;\n",
