@@ -283,6 +283,55 @@ fn locate_unscannable(text: &str, message: &str) -> Option<usize> {
     Some(k + 1)
 }
 
+/// A scratch PostgreSQL database for tests (127.0.0.1:5432, trust auth).
+#[cfg(test)]
+pub(crate) mod scratch {
+    use sqlx::Connection;
+
+    const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    /// A scratch database, dropped when the guard goes (also on failure).
+    pub struct ScratchDb(String);
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            let name = self.0.clone();
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut c = sqlx::PgConnection::connect(ADMIN).await.unwrap();
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                });
+            })
+            .join();
+        }
+    }
+
+    /// Creates `orch_t_<uuid>` and connects to it.
+    pub async fn database() -> (ScratchDb, sqlx::PgConnection) {
+        let name = format!("orch_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(ADMIN).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let guard = ScratchDb(name.clone());
+        let conn =
+            sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
+                .await
+                .unwrap();
+        (guard, conn)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,51 +405,10 @@ mod tests {
         line_at(text, at)
     }
 
-    /// A scratch database, dropped when the guard goes (also on failure).
-    struct ScratchDb(String);
-
-    impl Drop for ScratchDb {
-        fn drop(&mut self) {
-            let name = self.0.clone();
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use sqlx::Connection;
-                    let mut c =
-                        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-                            .await
-                            .unwrap();
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                });
-            })
-            .join();
-        }
-    }
-
     #[tokio::test]
     async fn syntax_error_lines_match_postgres() {
         use sqlx::Connection;
-        let name = format!("orch_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres")
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let _guard = ScratchDb(name.clone());
-        let mut conn =
-            sqlx::PgConnection::connect(&format!("postgres://postgres@127.0.0.1:5432/{name}"))
-                .await
-                .unwrap();
+        let (_db, mut conn) = scratch::database().await;
         for text in [
             "SELECT 1;\nSELECT 2;\nSELEC 3;\nSELECT 4;",
             "CREATE TABLE t (\n  id int,\n  name text\n",

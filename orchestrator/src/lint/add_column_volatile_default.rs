@@ -18,7 +18,10 @@ use crate::script::Statement;
 
 pub const ID: &str = "add-column-volatile-default";
 
-/// Volatile functions commonly used as column defaults.
+/// Volatile functions commonly used as column defaults. `txid_current` is
+/// in fact STABLE in `pg_proc` (so PostgreSQL stores it once, without a
+/// rewrite, giving every existing row the migration's transaction id); it
+/// is flagged because the task's list names it.
 const VOLATILE: &[&str] = &[
     "random",
     "random_normal",
@@ -31,9 +34,12 @@ const VOLATILE: &[&str] = &[
     "uuid_generate_v1mc",
     "uuid_generate_v4",
     "txid_current",
-    "pg_current_xact_id",
     "nextval",
 ];
+
+/// Names in [`VOLATILE`] that `pg_proc` marks stable (checked by a test).
+#[cfg(test)]
+const LISTED_STABLE: &[&str] = &["txid_current"];
 
 /// Types whose implicit default is `nextval()`.
 const SERIAL: &[&str] = &[
@@ -172,6 +178,50 @@ mod tests {
             "CREATE TABLE b (id int); ALTER TABLE b ADD COLUMN token uuid DEFAULT gen_random_uuid()",
         ] {
             assert_eq!(findings(sql, ID), vec![], "{sql}");
+        }
+    }
+
+    /// The list agrees with PostgreSQL's catalog: each function it names
+    /// that this server has (uuid-ossp's only once the extension is there)
+    /// is volatile, and the stable ones the rule lets through are stable.
+    #[tokio::test]
+    async fn the_volatile_list_matches_pg_proc() {
+        let (_db, mut conn) = crate::script::scratch::database().await;
+        let _ = sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS \"uuid-ossp\"")
+            .execute(&mut conn)
+            .await;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT proname::text, provolatile::text FROM pg_proc WHERE proname = ANY($1)",
+        )
+        .bind(
+            VOLATILE
+                .iter()
+                .chain(&["now", "statement_timestamp", "transaction_timestamp"])
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        for (name, volatility) in &rows {
+            let expected =
+                if VOLATILE.contains(&name.as_str()) && !LISTED_STABLE.contains(&name.as_str()) {
+                    "v"
+                } else {
+                    "s"
+                };
+            assert_eq!(volatility, expected, "{name}");
+        }
+        for core in [
+            "random",
+            "clock_timestamp",
+            "gen_random_uuid",
+            "timeofday",
+            "txid_current",
+            "nextval",
+            "now",
+        ] {
+            assert!(rows.iter().any(|(n, _)| n == core), "{core} not in pg_proc");
         }
     }
 }
