@@ -52,7 +52,12 @@ mod tests {
     fn ordered_and_spelled_as_the_contract() {
         assert!(RiskLevel::Low < RiskLevel::Medium);
         assert!(RiskLevel::High < RiskLevel::Critical);
-        for l in [RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Critical] {
+        for l in [
+            RiskLevel::Low,
+            RiskLevel::Medium,
+            RiskLevel::High,
+            RiskLevel::Critical,
+        ] {
             assert_eq!(l.as_str().parse::<RiskLevel>(), Ok(l));
         }
         assert!("low".parse::<RiskLevel>().is_err());

@@ -96,8 +96,10 @@ async fn member(app: &TestApp, owner: &User, role: &str) -> String {
         app.http
             .post(app.url("/api/v1/users"))
             .bearer_auth(&owner.token)
-            .json(&json!({"username": username, "email": format!("{username}@example.com"),
-                         "password": "s3cret-passw0rd", "full_name": role, "role": role})),
+            .json(
+                &json!({"username": username, "email": format!("{username}@example.com"),
+                         "password": "s3cret-passw0rd", "full_name": role, "role": role}),
+            ),
     )
     .await;
     assert!(s == 201 || s == 200, "{s} {v}");
@@ -128,8 +130,10 @@ async fn register(app: &TestApp, token: &str, env: &str, dbs: &[String]) -> Stri
         token,
         Method::POST,
         "/databases",
-        Some(json!({"name": unique("cluster"), "type": "PostgreSQL", "environment": env,
-                    "masterConnectionString": ado(&dbs[0]), "replicas": replicas})),
+        Some(
+            json!({"name": unique("cluster"), "type": "PostgreSQL", "environment": env,
+                    "masterConnectionString": ado(&dbs[0]), "replicas": replicas}),
+        ),
     )
     .await;
     assert_eq!(s, 201, "{v}");
@@ -152,7 +156,13 @@ async fn create(
     call(app, token, Method::POST, "/migrations", Some(body)).await
 }
 
-async fn created(app: &TestApp, token: &str, db: &str, script: &str, rollback: Option<&str>) -> String {
+async fn created(
+    app: &TestApp,
+    token: &str,
+    db: &str,
+    script: &str,
+    rollback: Option<&str>,
+) -> String {
     let (s, v) = create(app, token, db, script, rollback).await;
     assert_eq!(s, 201, "{v}");
     v["migrationId"].as_str().unwrap().to_string()
@@ -162,19 +172,36 @@ async fn created(app: &TestApp, token: &str, db: &str, script: &str, rollback: O
 async fn finished(app: &TestApp, token: &str, mig: &str, exec: &str) -> Value {
     let start = Instant::now();
     loop {
-        let (s, v) = call(app, token, Method::GET, &format!("/migrations/{mig}/executions/{exec}"), None).await;
+        let (s, v) = call(
+            app,
+            token,
+            Method::GET,
+            &format!("/migrations/{mig}/executions/{exec}"),
+            None,
+        )
+        .await;
         assert_eq!(s, 200, "{v}");
         if v["status"] != "Running" {
             return v;
         }
         assert!(v["progress"].as_i64().unwrap() < 100, "{v}");
-        assert!(start.elapsed() < Duration::from_secs(90), "still running: {v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "still running: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 async fn execute(app: &TestApp, token: &str, mig: &str, body: Value) -> (u16, Value) {
-    call(app, token, Method::POST, &format!("/migrations/{mig}/execute"), Some(body)).await
+    call(
+        app,
+        token,
+        Method::POST,
+        &format!("/migrations/{mig}/execute"),
+        Some(body),
+    )
+    .await
 }
 
 fn assert_envelope(v: &Value, code: &str) {
@@ -191,7 +218,12 @@ fn phase_names(v: &Value) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap().to_string(), p["status"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -208,10 +240,16 @@ async fn databases_are_registered_with_real_health_and_never_show_their_secrets(
     assert_eq!(s, 201, "{v}");
     assert!(!v.to_string().contains(SECRET));
     assert_eq!(v["health"]["isHealthy"], true, "{v}");
-    assert!(v["health"]["activeConnections"].as_i64().unwrap() >= 1, "{v}");
+    assert!(
+        v["health"]["activeConnections"].as_i64().unwrap() >= 1,
+        "{v}"
+    );
     // Neither database is a streaming standby: the lag is unknown, not 0.
     assert!(v["health"]["replicationLag"].is_null(), "{v}");
-    assert_eq!(v["replicas"], json!([{"replicaId": "replica-1", "role": "SyncReplica"}]));
+    assert_eq!(
+        v["replicas"],
+        json!([{"replicaId": "replica-1", "role": "SyncReplica"}])
+    );
     let id = v["databaseId"].as_str().unwrap().to_string();
 
     // activeConnections is a count of the master's sessions: hold three more.
@@ -219,15 +257,36 @@ async fn databases_are_registered_with_real_health_and_never_show_their_secrets(
     for _ in 0..3 {
         held.push(
             std::process::Command::new("psql")
-                .args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", &dbs[0], "-c", "SELECT pg_sleep(6)"])
+                .args([
+                    "-X",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    &dbs[0],
+                    "-c",
+                    "SELECT pg_sleep(6)",
+                ])
                 .spawn()
                 .unwrap(),
         );
     }
     tokio::time::sleep(Duration::from_millis(5500)).await; // past the 5 s health cache
-    let (s, got) = call(&app, &owner.token, Method::GET, &format!("/databases/{id}"), None).await;
+    let (s, got) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/databases/{id}"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    assert!(got["health"]["activeConnections"].as_i64().unwrap() >= 3, "{got}");
+    assert!(
+        got["health"]["activeConnections"].as_i64().unwrap() >= 3,
+        "{got}"
+    );
     for mut h in held {
         let _ = h.wait();
     }
@@ -244,7 +303,12 @@ async fn databases_are_registered_with_real_health_and_never_show_their_secrets(
     }))).await;
     assert_eq!(s, 400, "{v}");
     assert_envelope(&v, "VALIDATION_ERROR");
-    let fields: Vec<&str> = v["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = v["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert!(fields.contains(&"masterConnectionString"), "{v}");
     assert!(fields.contains(&"replicas[0].connectionString"), "{v}");
     assert!(!v.to_string().contains(SECRET), "{v}");
@@ -282,11 +346,24 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     let db = register(&app, &owner.token, "Staging", &dbs).await;
 
     // A syntax error: 400 naming migrationScript and the line.
-    let (s, v) = create(&app, &owner.token, &db, "SET lock_timeout = '2s';\nALTER TABLE accounts\n  ADD COLUMN email text\n  NOT NUL;", None).await;
+    let (s, v) = create(
+        &app,
+        &owner.token,
+        &db,
+        "SET lock_timeout = '2s';\nALTER TABLE accounts\n  ADD COLUMN email text\n  NOT NUL;",
+        None,
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
     assert_envelope(&v, "VALIDATION_ERROR");
     assert_eq!(v["error"]["details"][0]["field"], "migrationScript");
-    assert!(v["error"]["details"][0]["message"].as_str().unwrap().contains("line 4"), "{v}");
+    assert!(
+        v["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 4"),
+        "{v}"
+    );
     let (s, v) = create(&app, &owner.token, "db-999999999", "SELECT 1", None).await;
     assert!(s == 400 || s == 404, "{v}");
 
@@ -298,7 +375,14 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     assert_eq!(v["riskLevel"], "Low");
     assert_eq!(v["requiresApproval"], false);
     let safe_id = v["migrationId"].as_str().unwrap().to_string();
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{safe_id}/validate"), Some(json!({"dryRun": false}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{safe_id}/validate"),
+        Some(json!({"dryRun": false})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["isValid"], true, "{v}");
     assert_eq!(v["warnings"], json!([]), "{v}");
@@ -311,43 +395,119 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     assert_eq!(v["riskLevel"], "Critical");
     assert_eq!(v["requiresApproval"], true);
     let risky_id = v["migrationId"].as_str().unwrap().to_string();
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{risky_id}/validate"), Some(json!({}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{risky_id}/validate"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 200);
-    let rules: Vec<&str> = v["warnings"].as_array().unwrap().iter().map(|w| w["rule"].as_str().unwrap()).collect();
-    for r in ["index-not-concurrent", "add-column-not-null-no-default", "drop-table", "missing-lock-timeout"] {
+    let rules: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rule"].as_str().unwrap())
+        .collect();
+    for r in [
+        "index-not-concurrent",
+        "add-column-not-null-no-default",
+        "drop-table",
+        "missing-lock-timeout",
+    ] {
         assert!(rules.contains(&r), "{r} missing: {v}");
     }
     for w in v["warnings"].as_array().unwrap() {
-        assert!(!w["message"].as_str().unwrap().is_empty() && !w["recommendation"].as_str().unwrap().is_empty());
+        assert!(
+            !w["message"].as_str().unwrap().is_empty()
+                && !w["recommendation"].as_str().unwrap().is_empty()
+        );
     }
     let affected = v["dependencyCheck"]["affectedObjects"].to_string();
-    assert!(affected.contains("accounts") && affected.contains("idx_accounts_name"), "{v}");
+    assert!(
+        affected.contains("accounts") && affected.contains("idx_accounts_name"),
+        "{v}"
+    );
     // Validation never changes the status.
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{risky_id}"), None).await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{risky_id}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "Draft");
 
     // A dry run: the statements really run, then everything is rolled back.
     let before = pg_text(&dbs[0], "SELECT count(*) FROM pg_class WHERE relname LIKE 'accounts%' OR relname LIKE 'idx_accounts%'");
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{risky_id}/validate"), Some(json!({"dryRun": true}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{risky_id}/validate"),
+        Some(json!({"dryRun": true})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["isValid"], true, "{v}");
-    assert_eq!(pg_text(&dbs[0], "SELECT count(*) FROM accounts"), "100", "the dry run dropped the table");
+    assert_eq!(
+        pg_text(&dbs[0], "SELECT count(*) FROM accounts"),
+        "100",
+        "the dry run dropped the table"
+    );
     assert_eq!(pg_text(&dbs[0], "SELECT count(*) FROM pg_class WHERE relname LIKE 'accounts%' OR relname LIKE 'idx_accounts%'"), before);
     assert!(!has_column(&dbs[0], "accounts", "score"));
     // A statement that fails in the dry run: invalid, PostgreSQL's message.
-    let broken = created(&app, &owner.token, &db, "ALTER TABLE no_such_table ADD COLUMN x int;", None).await;
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{broken}/validate"), Some(json!({"dryRun": true}))).await;
+    let broken = created(
+        &app,
+        &owner.token,
+        &db,
+        "ALTER TABLE no_such_table ADD COLUMN x int;",
+        None,
+    )
+    .await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{broken}/validate"),
+        Some(json!({"dryRun": true})),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v["isValid"], false, "{v}");
     assert!(v["errors"].to_string().contains("no_such_table"), "{v}");
     // CONCURRENTLY inside BEGIN … COMMIT is an error finding.
-    let in_tx = created(&app, &owner.token, &db, "BEGIN;\nCREATE INDEX CONCURRENTLY i1 ON accounts (name);\nCOMMIT;", None).await;
-    let (_, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{in_tx}/validate"), Some(json!({"dryRun": false}))).await;
+    let in_tx = created(
+        &app,
+        &owner.token,
+        &db,
+        "BEGIN;\nCREATE INDEX CONCURRENTLY i1 ON accounts (name);\nCOMMIT;",
+        None,
+    )
+    .await;
+    let (_, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{in_tx}/validate"),
+        Some(json!({"dryRun": false})),
+    )
+    .await;
     assert_eq!(v["isValid"], false, "{v}");
     assert_eq!(v["errors"][0]["rule"], "concurrently-in-transaction", "{v}");
 
     // The list: filters, pagination, newest first, bad status refused.
-    let (s, v) = call(&app, &owner.token, Method::GET, &format!("/migrations?database={db}&limit=2&offset=1"), None).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations?database={db}&limit=2&offset=1"),
+        None,
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["total"], 4);
     assert_eq!(v["limit"], 2);
@@ -355,13 +515,34 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     assert_eq!(v["migrations"].as_array().unwrap().len(), 2);
     assert_eq!(v["migrations"][0]["migrationId"], json!(broken));
     assert_eq!(v["migrations"][0]["targetDatabase"], json!(db));
-    let (s, v) = call(&app, &owner.token, Method::GET, "/migrations?status=Draft&limit=100", None).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        "/migrations?status=Draft&limit=100",
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(v["total"], 4);
-    let (s, v) = call(&app, &owner.token, Method::GET, "/migrations?status=Done", None).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        "/migrations?status=Done",
+        None,
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["details"][0]["field"], "status");
-    let (s, _) = call(&app, &owner.token, Method::GET, "/migrations?limit=101", None).await;
+    let (s, _) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        "/migrations?limit=101",
+        None,
+    )
+    .await;
     assert_eq!(s, 400);
     app.stop().await;
 }
@@ -383,9 +564,26 @@ async fn approvals_and_roles_gate_every_step() {
         assert_eq!(s, 403, "{v}");
         assert_envelope(&v, "FORBIDDEN");
     }
-    let mig = created(&app, &owner.token, &prod, script, Some("ALTER TABLE accounts DROP COLUMN note;")).await;
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{mig}"), None).await;
-    assert_eq!(m["requiresApproval"], true, "a Production target needs approval");
+    let mig = created(
+        &app,
+        &owner.token,
+        &prod,
+        script,
+        Some("ALTER TABLE accounts DROP COLUMN note;"),
+    )
+    .await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{mig}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        m["requiresApproval"], true,
+        "a Production target needs approval"
+    );
     // An `environment` in a request never decides a permission.
     let (s, _) = execute(&app, &dev, &mig, json!({"environment": "Development"})).await;
     assert_eq!(s, 403);
@@ -393,63 +591,160 @@ async fn approvals_and_roles_gate_every_step() {
     let (s, v) = execute(&app, &owner.token, &mig, json!({})).await;
     assert_eq!(s, 409, "{v}");
     assert_envelope(&v, "APPROVAL_REQUIRED");
-    let (s, v) = call(&app, &viewer, Method::POST, &format!("/migrations/{mig}/submit-approval"), None).await;
+    let (s, v) = call(
+        &app,
+        &viewer,
+        Method::POST,
+        &format!("/migrations/{mig}/submit-approval"),
+        None,
+    )
+    .await;
     assert_eq!(s, 403, "{v}");
-    let (s, a) = call(&app, &dba, Method::POST, &format!("/migrations/{mig}/submit-approval"), None).await;
+    let (s, a) = call(
+        &app,
+        &dba,
+        Method::POST,
+        &format!("/migrations/{mig}/submit-approval"),
+        None,
+    )
+    .await;
     assert_eq!(s, 201, "{a}");
     assert_eq!(a["status"], "Pending");
-    let submitted = chrono::DateTime::parse_from_rfc3339(a["submittedAt"].as_str().unwrap()).unwrap();
+    let submitted =
+        chrono::DateTime::parse_from_rfc3339(a["submittedAt"].as_str().unwrap()).unwrap();
     let expires = chrono::DateTime::parse_from_rfc3339(a["expiresAt"].as_str().unwrap()).unwrap();
     assert!(expires > submitted);
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{mig}"), None).await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{mig}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "PendingApproval");
     let (s, _) = execute(&app, &owner.token, &mig, json!({})).await;
     assert_eq!(s, 409, "pending is not approved");
     // Only an Admin decides.
     for t in [&dba, &dev, &viewer] {
-        let (s, _) = call(&app, t, Method::POST, &format!("/migrations/{mig}/approve"), Some(json!({"notes": "ok"}))).await;
+        let (s, _) = call(
+            &app,
+            t,
+            Method::POST,
+            &format!("/migrations/{mig}/approve"),
+            Some(json!({"notes": "ok"})),
+        )
+        .await;
         assert_eq!(s, 403);
     }
-    let (s, d) = call(&app, &owner.token, Method::POST, &format!("/migrations/{mig}/approve"), Some(json!({"notes": "Reviewed."}))).await;
+    let (s, d) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{mig}/approve"),
+        Some(json!({"notes": "Reviewed."})),
+    )
+    .await;
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["status"], "Approved");
     assert_eq!(d["reviewedBy"], json!(owner.username));
     assert_eq!(d["approvalId"], a["approvalId"]);
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{mig}/reject"), Some(json!({"notes": "late"}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{mig}/reject"),
+        Some(json!({"notes": "late"})),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
     assert_envelope(&v, "CONFLICT");
     // Approved: a DBA may execute on Production; a Developer may not.
     let (s, _) = execute(&app, &dev, &mig, json!({})).await;
     assert_eq!(s, 403);
-    let (s, e) = execute(&app, &dba, &mig, json!({"environment": "Production", "strategy": "Immediate"})).await;
+    let (s, e) = execute(
+        &app,
+        &dba,
+        &mig,
+        json!({"environment": "Production", "strategy": "Immediate"}),
+    )
+    .await;
     assert_eq!(s, 202, "{e}");
     let done = finished(&app, &dba, &mig, e["executionId"].as_str().unwrap()).await;
     assert_eq!(done["status"], "Succeeded", "{done}");
     assert!(has_column(&dbs[0], "accounts", "note"));
-    assert!(!has_column(&dbs[1], "accounts", "note"), "Immediate runs on the master only");
+    assert!(
+        !has_column(&dbs[1], "accounts", "note"),
+        "Immediate runs on the master only"
+    );
 
     // Rejection, and an expired approval that must be renewed.
     let other = created(&app, &owner.token, &prod, "SELECT 1;", None).await;
-    call(&app, &owner.token, Method::POST, &format!("/migrations/{other}/submit-approval"), None).await;
-    let (s, r) = call(&app, &owner.token, Method::POST, &format!("/migrations/{other}/reject"), Some(json!({"notes": "no"}))).await;
+    call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{other}/submit-approval"),
+        None,
+    )
+    .await;
+    let (s, r) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{other}/reject"),
+        Some(json!({"notes": "no"})),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(r["status"], "Rejected");
     let (s, v) = execute(&app, &owner.token, &other, json!({})).await;
     assert_eq!(s, 409);
     assert_envelope(&v, "APPROVAL_REQUIRED");
-    let (s, _) = call(&app, &owner.token, Method::POST, &format!("/migrations/{other}/submit-approval"), None).await;
+    let (s, _) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{other}/submit-approval"),
+        None,
+    )
+    .await;
     assert_eq!(s, 201, "a rejected migration may be submitted again");
     let n = other.trim_start_matches("mig-");
     pg("sluice", &format!("UPDATE orch_approvals SET expires_at = now() - interval '1 second' WHERE migration_id = {n}"));
-    let (s, v) = call(&app, &owner.token, Method::POST, &format!("/migrations/{other}/approve"), Some(json!({}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{other}/approve"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("expired"));
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{other}"), None).await;
-    assert_eq!(m["status"], "Draft", "an expired request goes back to Draft, to be submitted again");
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{other}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        m["status"], "Draft",
+        "an expired request goes back to Draft, to be submitted again"
+    );
 
     // Developers work freely outside Production.
     let qa = register(&app, &owner.token, "QA", &[dbs[1].clone()]).await;
-    let dev_mig = created(&app, &dev, &qa, "SET lock_timeout = '1s';\nALTER TABLE accounts ADD COLUMN dev_col int;", None).await;
+    let dev_mig = created(
+        &app,
+        &dev,
+        &qa,
+        "SET lock_timeout = '1s';\nALTER TABLE accounts ADD COLUMN dev_col int;",
+        None,
+    )
+    .await;
     let (s, e) = execute(&app, &dev, &dev_mig, json!({})).await;
     assert_eq!(s, 202, "{e}");
     let done = finished(&app, &dev, &dev_mig, e["executionId"].as_str().unwrap()).await;
@@ -457,10 +752,23 @@ async fn approvals_and_roles_gate_every_step() {
     assert!(has_column(&dbs[1], "accounts", "dev_col"));
 
     // Every step is in the audit log.
-    let (s, log) = status_json(app.http.get(app.url("/api/v1/audit/logs?limit=200")).bearer_auth(&owner.token)).await;
+    let (s, log) = status_json(
+        app.http
+            .get(app.url("/api/v1/audit/logs?limit=200"))
+            .bearer_auth(&owner.token),
+    )
+    .await;
     assert_eq!(s, 200, "{log}");
     let text = log.to_string();
-    for action in ["database_register", "migration_create", "migration_submit_approval", "migration_approve", "migration_reject", "migration_execute", "migration_execution_succeeded"] {
+    for action in [
+        "database_register",
+        "migration_create",
+        "migration_submit_approval",
+        "migration_approve",
+        "migration_reject",
+        "migration_execute",
+        "migration_execution_succeeded",
+    ] {
         assert!(text.contains(action), "{action} not audited");
     }
     app.stop().await;
@@ -477,7 +785,13 @@ async fn a_phased_run_applies_in_order_and_a_failing_phase_rolls_back_the_applie
         "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN email text;\nCREATE TABLE audit_trail (at timestamptz DEFAULT clock_timestamp());\nINSERT INTO audit_trail DEFAULT VALUES;",
         Some("DROP TABLE audit_trail;\nALTER TABLE accounts DROP COLUMN email;"),
     ).await;
-    let (s, e) = execute(&app, &owner.token, &mig, json!({"phases": ["replica-1", "replica-2", "replica-3", "master"]})).await;
+    let (s, e) = execute(
+        &app,
+        &owner.token,
+        &mig,
+        json!({"phases": ["replica-1", "replica-2", "replica-3", "master"]}),
+    )
+    .await;
     assert_eq!(s, 202, "{e}");
     assert_eq!(e["status"], "Running");
     assert_eq!(e["currentPhase"], "replica-1");
@@ -485,48 +799,126 @@ async fn a_phased_run_applies_in_order_and_a_failing_phase_rolls_back_the_applie
     let done = finished(&app, &owner.token, &mig, &exec).await;
     assert_eq!(done["status"], "Succeeded", "{done}");
     assert_eq!(done["progress"], 100);
-    assert!(done["performanceMetrics"]["avgQueryLatencyMs"].is_number(), "{done}");
-    assert!(done["performanceMetrics"]["p99QueryLatencyMs"].is_number(), "{done}");
+    assert!(
+        done["performanceMetrics"]["avgQueryLatencyMs"].is_number(),
+        "{done}"
+    );
+    assert!(
+        done["performanceMetrics"]["p99QueryLatencyMs"].is_number(),
+        "{done}"
+    );
     assert!(done["performanceMetrics"]["replicationLagSeconds"].is_null());
     assert_eq!(
         phase_names(&done),
-        ["replica-1", "replica-2", "replica-3", "master"].iter().map(|n| (n.to_string(), "Succeeded".to_string())).collect::<Vec<_>>()
+        ["replica-1", "replica-2", "replica-3", "master"]
+            .iter()
+            .map(|n| (n.to_string(), "Succeeded".to_string()))
+            .collect::<Vec<_>>()
     );
     // Applied in order: each database's own clock says so.
     let mut stamps = Vec::new();
     for d in [&dbs[1], &dbs[2], &dbs[3], &dbs[0]] {
         assert!(has_column(d, "accounts", "email"));
-        stamps.push(pg_text(d, "SELECT extract(epoch FROM at)::text FROM audit_trail").parse::<f64>().unwrap());
+        stamps.push(
+            pg_text(d, "SELECT extract(epoch FROM at)::text FROM audit_trail")
+                .parse::<f64>()
+                .unwrap(),
+        );
     }
     assert!(stamps.windows(2).all(|w| w[0] < w[1]), "{stamps:?}");
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{mig}"), None).await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{mig}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "Succeeded");
 
     // A failing phase: replica-2 already has the column.
     pg(&dbs[2], "ALTER TABLE accounts ADD COLUMN phone text");
-    let fail = created(&app, &owner.token, &db, "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN phone text;", Some("ALTER TABLE accounts DROP COLUMN phone;")).await;
+    let fail = created(
+        &app,
+        &owner.token,
+        &db,
+        "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN phone text;",
+        Some("ALTER TABLE accounts DROP COLUMN phone;"),
+    )
+    .await;
     let (s, e) = execute(&app, &owner.token, &fail, json!({})).await;
     assert_eq!(s, 202, "{e}");
-    let done = finished(&app, &owner.token, &fail, e["executionId"].as_str().unwrap()).await;
+    let done = finished(
+        &app,
+        &owner.token,
+        &fail,
+        e["executionId"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(done["status"], "RolledBack", "{done}");
     assert_eq!(
         phase_names(&done),
-        [("replica-1", "RolledBack"), ("replica-2", "Failed"), ("replica-3", "Pending"), ("master", "Pending")]
-            .iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>()
+        [
+            ("replica-1", "RolledBack"),
+            ("replica-2", "Failed"),
+            ("replica-3", "Pending"),
+            ("master", "Pending")
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect::<Vec<_>>()
     );
-    assert!(done["phases"][1]["error"].as_str().unwrap().contains("already exists"), "{done}");
+    assert!(
+        done["phases"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("already exists"),
+        "{done}"
+    );
     assert!(done["phases"][2]["startedAt"].is_null());
-    assert!(!has_column(&dbs[1], "accounts", "phone"), "replica-1 rolled back");
-    assert!(has_column(&dbs[2], "accounts", "phone"), "replica-2 kept its own column");
-    assert!(!has_column(&dbs[3], "accounts", "phone"), "replica-3 never touched");
-    assert!(!has_column(&dbs[0], "accounts", "phone"), "master never touched");
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{fail}"), None).await;
+    assert!(
+        !has_column(&dbs[1], "accounts", "phone"),
+        "replica-1 rolled back"
+    );
+    assert!(
+        has_column(&dbs[2], "accounts", "phone"),
+        "replica-2 kept its own column"
+    );
+    assert!(
+        !has_column(&dbs[3], "accounts", "phone"),
+        "replica-3 never touched"
+    );
+    assert!(
+        !has_column(&dbs[0], "accounts", "phone"),
+        "master never touched"
+    );
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{fail}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "RolledBack");
 
     // Without a rollback script the applied phase keeps its change: Failed.
-    let keep = created(&app, &owner.token, &db, "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN phone text;", None).await;
+    let keep = created(
+        &app,
+        &owner.token,
+        &db,
+        "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN phone text;",
+        None,
+    )
+    .await;
     let (_, e) = execute(&app, &owner.token, &keep, json!({})).await;
-    let done = finished(&app, &owner.token, &keep, e["executionId"].as_str().unwrap()).await;
+    let done = finished(
+        &app,
+        &owner.token,
+        &keep,
+        e["executionId"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(done["status"], "Failed", "{done}");
     assert_eq!(done["phases"][0]["status"], "Succeeded");
     assert!(has_column(&dbs[1], "accounts", "phone"));
@@ -547,12 +939,30 @@ async fn a_crossed_latency_threshold_halts_the_run_and_manual_rollback_reverses_
         Some("ALTER TABLE accounts DROP COLUMN slow;"),
     ).await;
     let t = Instant::now();
-    let (s, e) = execute(&app, &owner.token, &slow, json!({"thresholds": {"maxLatencyIncreasePercent": 100}})).await;
+    let (s, e) = execute(
+        &app,
+        &owner.token,
+        &slow,
+        json!({"thresholds": {"maxLatencyIncreasePercent": 100}}),
+    )
+    .await;
     assert_eq!(s, 202, "{e}");
-    let done = finished(&app, &owner.token, &slow, e["executionId"].as_str().unwrap()).await;
-    assert!(t.elapsed() < Duration::from_secs(15), "the slow phase was not stopped");
+    let done = finished(
+        &app,
+        &owner.token,
+        &slow,
+        e["executionId"].as_str().unwrap(),
+    )
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the slow phase was not stopped"
+    );
     assert_eq!(done["status"], "RolledBack", "{done}");
-    assert!(done["haltReason"].as_str().unwrap().contains("latency"), "{done}");
+    assert!(
+        done["haltReason"].as_str().unwrap().contains("latency"),
+        "{done}"
+    );
     assert_eq!(done["phases"][0]["status"], "RolledBack");
     assert_eq!(done["phases"][1]["status"], "Failed");
     assert!(!has_column(&dbs[1], "accounts", "slow"));
@@ -560,31 +970,97 @@ async fn a_crossed_latency_threshold_halts_the_run_and_manual_rollback_reverses_
     assert!(!has_column(&dbs[0], "accounts", "slow"));
 
     // A success, then a manual rollback: master first, every phase reverted.
-    let ok = created(&app, &owner.token, &db, "SET lock_timeout = '5s';\nCREATE TABLE feature_flags (id int);", Some("DROP TABLE feature_flags;")).await;
+    let ok = created(
+        &app,
+        &owner.token,
+        &db,
+        "SET lock_timeout = '5s';\nCREATE TABLE feature_flags (id int);",
+        Some("DROP TABLE feature_flags;"),
+    )
+    .await;
     let (_, e) = execute(&app, &owner.token, &ok, json!({})).await;
     let exec = e["executionId"].as_str().unwrap().to_string();
-    assert_eq!(finished(&app, &owner.token, &ok, &exec).await["status"], "Succeeded");
+    assert_eq!(
+        finished(&app, &owner.token, &ok, &exec).await["status"],
+        "Succeeded"
+    );
     let path = format!("/migrations/{ok}/executions/{exec}/rollback");
-    let (s, v) = call(&app, &owner.token, Method::POST, &path, Some(json!({"reason": ""}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &path,
+        Some(json!({"reason": ""})),
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["details"][0]["field"], "reason");
-    let (s, v) = call(&app, &owner.token, Method::POST, &path, Some(json!({"reason": "latency up 60%"}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &path,
+        Some(json!({"reason": "latency up 60%"})),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "RolledBack");
     assert!(v["rollbackDuration"].is_number() && v["rollbackCompletedAt"].is_string());
     for d in &dbs {
-        assert_eq!(pg_text(d, "SELECT count(*) FROM pg_class WHERE relname = 'feature_flags'"), "0");
+        assert_eq!(
+            pg_text(
+                d,
+                "SELECT count(*) FROM pg_class WHERE relname = 'feature_flags'"
+            ),
+            "0"
+        );
     }
-    let (_, got) = call(&app, &owner.token, Method::GET, &format!("/migrations/{ok}/executions/{exec}"), None).await;
-    assert!(phase_names(&got).iter().all(|(_, s)| s == "RolledBack"), "{got}");
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{ok}"), None).await;
+    let (_, got) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{ok}/executions/{exec}"),
+        None,
+    )
+    .await;
+    assert!(
+        phase_names(&got).iter().all(|(_, s)| s == "RolledBack"),
+        "{got}"
+    );
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{ok}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "RolledBack");
-    let (s, v) = call(&app, &owner.token, Method::POST, &path, Some(json!({"reason": "again"}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &path,
+        Some(json!({"reason": "again"})),
+    )
+    .await;
     assert_eq!(s, 409, "{v}");
     // The execution exists only under its own migration.
-    let (s, _) = call(&app, &owner.token, Method::GET, &format!("/migrations/{slow}/executions/{exec}"), None).await;
+    let (s, _) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{slow}/executions/{exec}"),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
-    let (s, log) = status_json(app.http.get(app.url("/api/v1/audit/logs?action=migration_rollback")).bearer_auth(&owner.token)).await;
+    let (s, log) = status_json(
+        app.http
+            .get(app.url("/api/v1/audit/logs?action=migration_rollback"))
+            .bearer_auth(&owner.token),
+    )
+    .await;
     assert_eq!(s, 200);
     assert!(log.to_string().contains("latency up 60%"), "{log}");
     app.stop().await;
@@ -593,25 +1069,47 @@ async fn a_crossed_latency_threshold_halts_the_run_and_manual_rollback_reverses_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_api_process_gets_409_while_an_execution_runs_and_dry_runs_change_nothing() {
     let app = TestApp::spawn().await;
-    let second = TestApp::spawn_with(Mode { worker: false, ..Mode::ALL }, |c| {
-        c.redis_prefix = app.cfg.redis_prefix.clone();
-    })
+    let second = TestApp::spawn_with(
+        Mode {
+            worker: false,
+            ..Mode::ALL
+        },
+        |c| {
+            c.redis_prefix = app.cfg.redis_prefix.clone();
+        },
+    )
     .await;
     let owner = app.register_user().await;
     let (_c, dbs) = cluster("orch_lock");
     let db = register(&app, &owner.token, "Development", &dbs).await;
     let slow = created(&app, &owner.token, &db, "SELECT pg_sleep(2);", None).await;
-    let other = created(&app, &owner.token, &db, "SET lock_timeout = '1s';\nCREATE TABLE t_dry (id int);", None).await;
+    let other = created(
+        &app,
+        &owner.token,
+        &db,
+        "SET lock_timeout = '1s';\nCREATE TABLE t_dry (id int);",
+        None,
+    )
+    .await;
 
     // Two executes at once, one through each process: exactly one runs.
     let (a, b) = tokio::join!(
         execute(&app, &owner.token, &slow, json!({"strategy": "Immediate"})),
-        execute(&second, &owner.token, &other, json!({"strategy": "Immediate"})),
+        execute(
+            &second,
+            &owner.token,
+            &other,
+            json!({"strategy": "Immediate"})
+        ),
     );
     let mut codes = [a.0, b.0];
     codes.sort();
     assert_eq!(codes, [202, 409], "{a:?} {b:?}");
-    let (mig, running) = if a.0 == 202 { (&slow, &a.1) } else { (&other, &b.1) };
+    let (mig, running) = if a.0 == 202 {
+        (&slow, &a.1)
+    } else {
+        (&other, &b.1)
+    };
     let loser = if a.0 == 202 { &b.1 } else { &a.1 };
     assert_envelope(loser, "CONFLICT");
     // While it runs: the same migration, another one, and a dry run all 409.
@@ -621,17 +1119,39 @@ async fn a_second_api_process_gets_409_while_an_execution_runs_and_dry_runs_chan
         let (s, _) = execute(&second, &owner.token, &other, json!({"dryRun": true})).await;
         assert_eq!(s, 409);
     }
-    finished(&app, &owner.token, mig, running["executionId"].as_str().unwrap()).await;
+    finished(
+        &app,
+        &owner.token,
+        mig,
+        running["executionId"].as_str().unwrap(),
+    )
+    .await;
 
     // A dry-run execution: every phase runs and is rolled back, nothing changes.
     let (s, e) = execute(&second, &owner.token, &other, json!({"dryRun": true})).await;
     assert_eq!(s, 202, "{e}");
-    let done = finished(&app, &owner.token, &other, e["executionId"].as_str().unwrap()).await;
+    let done = finished(
+        &app,
+        &owner.token,
+        &other,
+        e["executionId"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(done["status"], "Succeeded", "{done}");
     for d in &dbs {
-        assert_eq!(pg_text(d, "SELECT count(*) FROM pg_class WHERE relname = 't_dry'"), "0");
+        assert_eq!(
+            pg_text(d, "SELECT count(*) FROM pg_class WHERE relname = 't_dry'"),
+            "0"
+        );
     }
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{other}"), None).await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{other}"),
+        None,
+    )
+    .await;
     assert!(m["status"] == "Draft" || m["status"] == "Succeeded", "{m}");
     second.stop().await;
     app.stop().await;
@@ -652,13 +1172,41 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     for (m, path, body) in [
         (Method::GET, format!("/databases/{db}"), None),
         (Method::GET, format!("/migrations/{mig}"), None),
-        (Method::POST, format!("/migrations/{mig}/validate"), Some(json!({"dryRun": true}))),
-        (Method::POST, format!("/migrations/{mig}/submit-approval"), None),
-        (Method::POST, format!("/migrations/{mig}/approve"), Some(json!({}))),
-        (Method::POST, format!("/migrations/{mig}/reject"), Some(json!({}))),
-        (Method::POST, format!("/migrations/{mig}/execute"), Some(json!({}))),
-        (Method::GET, format!("/migrations/{mig}/executions/{exec}"), None),
-        (Method::POST, format!("/migrations/{mig}/executions/{exec}/rollback"), Some(json!({"reason": "x"}))),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/validate"),
+            Some(json!({"dryRun": true})),
+        ),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/submit-approval"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/approve"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/reject"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/execute"),
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            format!("/migrations/{mig}/executions/{exec}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/migrations/{mig}/executions/{exec}/rollback"),
+            Some(json!({"reason": "x"})),
+        ),
     ] {
         let (s, v) = call(&app, &stranger.token, m, &path, body).await;
         assert!(s == 404 || s == 403, "{path}: {s} {v}");
@@ -670,7 +1218,14 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     assert_eq!(list["total"], 0);
     let (s, _) = create(&app, &stranger.token, &db, "SELECT 1;", None).await;
     assert!(s == 400 || s == 404);
-    let (_, m) = call(&app, &owner.token, Method::GET, &format!("/migrations/{mig}"), None).await;
+    let (_, m) = call(
+        &app,
+        &owner.token,
+        Method::GET,
+        &format!("/migrations/{mig}"),
+        None,
+    )
+    .await;
     assert_eq!(m["status"], "Succeeded", "nothing changed");
 
     // No token, or a bad one: 401 in the envelope.
@@ -679,10 +1234,23 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     assert_envelope(&v, "UNAUTHORIZED");
     let (s, v) = call(&app, "not.a.token", Method::GET, "/migrations", None).await;
     assert_eq!(s, 401, "{v}");
-    let (s, v) = status_json(app.http.post(app.url("/api/v1/migrations")).bearer_auth(&owner.token).body("{not json")).await;
+    let (s, v) = status_json(
+        app.http
+            .post(app.url("/api/v1/migrations"))
+            .bearer_auth(&owner.token)
+            .body("{not json"),
+    )
+    .await;
     assert_eq!(s, 400, "{v}");
     assert_envelope(&v, "VALIDATION_ERROR");
-    let (s, v) = call(&app, &owner.token, Method::POST, "/migrations", Some(json!({"name": "x", "targetDatabaseId": db}))).await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        "/migrations",
+        Some(json!({"name": "x", "targetDatabaseId": db})),
+    )
+    .await;
     assert_eq!(s, 400);
     assert_eq!(v["error"]["details"][0]["field"], "migrationScript", "{v}");
 
@@ -690,15 +1258,28 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     let mut statuses = Vec::new();
     let mut last = None;
     for _ in 0..10 {
-        let r = app.http.post(app.url("/api/v1/migrations")).bearer_auth(&owner.token)
+        let r = app
+            .http
+            .post(app.url("/api/v1/migrations"))
+            .bearer_auth(&owner.token)
             .json(&json!({"name": "n", "targetDatabaseId": db, "migrationScript": "SELECT 1;"}))
-            .send().await.unwrap();
+            .send()
+            .await
+            .unwrap();
         statuses.push(r.status().as_u16());
         last = Some(r);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
     let r = last.unwrap();
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     let v: Value = r.json().await.unwrap();
     assert_envelope(&v, "RATE_LIMIT_EXCEEDED");
