@@ -1,6 +1,10 @@
 # Builds the one `sluice` binary; the compose file runs it as each tier.
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# The orchestrator's SQL parser (libpg_query, through the pg_query crate)
+# generates its bindings with bindgen, which needs libclang.
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 # apalis-postgres' queries are checked from its offline data, not a database.
 ENV SQLX_OFFLINE=true
