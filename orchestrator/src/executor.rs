@@ -54,6 +54,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REPLICA_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the thresholds are checked while a phase runs.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How often a halted phase's statement is cancelled again until the
+/// phase stops.
+pub const CANCEL_AGAIN: Duration = Duration::from_millis(200);
 /// How often the replicas' lag is read while a phase runs.
 pub const LAG_EVERY: Duration = Duration::from_millis(500);
 
@@ -612,13 +615,17 @@ async fn run_phase<O: Observer>(
             h = watch => {
                 tracing::warn!(?h, "threshold crossed: cancelling the phase");
                 halted.store(true, Ordering::SeqCst);
-                if let Some(c) = control.as_mut() {
-                    if let Err(e) = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(c).await {
-                        tracing::warn!(error = %pg_message(&e), "pg_cancel_backend failed");
+                halt_reason = Some(h);
+                // Until the statements stop: a cancel that lands between two
+                // statements does nothing, and the flag stops the next one
+                // only once it is reached.
+                loop {
+                    cancel(control.as_mut(), pid).await;
+                    tokio::select! {
+                        r = &mut applying => break r,
+                        _ = tokio::time::sleep(CANCEL_AGAIN) => {}
                     }
                 }
-                halt_reason = Some(h);
-                applying.await
             }
         }
     };
@@ -671,6 +678,20 @@ async fn run_phase<O: Observer>(
                 h,
             ))
         }
+    }
+}
+
+/// Cancels the statement `pid` runs, from the control connection.
+async fn cancel(control: Option<&mut PgConnection>, pid: i32) {
+    let Some(c) = control else {
+        return;
+    };
+    if let Err(e) = sqlx::query("SELECT pg_cancel_backend($1)")
+        .bind(pid)
+        .execute(c)
+        .await
+    {
+        tracing::warn!(error = %pg_message(&e), "pg_cancel_backend failed");
     }
 }
 
