@@ -57,6 +57,8 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// How often a halted phase's statement is cancelled again until the
 /// phase stops.
 pub const CANCEL_AGAIN: Duration = Duration::from_millis(200);
+/// How long one replica's lag reading may take.
+pub const LAG_READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the replicas' lag is read while a phase runs.
 pub const LAG_EVERY: Duration = Duration::from_millis(500);
 
@@ -281,7 +283,9 @@ impl Mode {
 /// A script that failed on one database.
 struct Failure {
     message: String,
-    /// Statements before the failing one were committed.
+    /// Statement by statement: something may be left behind (statements
+    /// before the failing one, or an invalid index of a failed
+    /// `CREATE INDEX CONCURRENTLY`).
     partial: bool,
 }
 
@@ -313,7 +317,9 @@ async fn apply(
             .await
         {
             let message = format!("{} (line {})", pg_message(&e), st.line);
-            return Err(fail(conn, in_txn, message, applied > 0).await);
+            // A failed `CREATE INDEX CONCURRENTLY` leaves an invalid index.
+            let left_something = applied > 0 || !st.runs_in_transaction();
+            return Err(fail(conn, in_txn, message, left_something).await);
         }
         applied += 1;
     }
@@ -406,10 +412,11 @@ impl<O: Observer> Run<'_, O> {
     async fn read_lag(&mut self) -> Option<f64> {
         let mut largest: Option<f64> = None;
         for (id, conn) in &mut self.replicas {
-            match standby_lag(conn).await {
-                Ok(Some(l)) => largest = Some(largest.map_or(l, |m| m.max(l))),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(replica = %id, error = %e, "replica lag unreadable"),
+            match tokio::time::timeout(LAG_READ_TIMEOUT, standby_lag(conn)).await {
+                Ok(Ok(Some(l))) => largest = Some(largest.map_or(l, |m| m.max(l))),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::warn!(replica = %id, error = %e, "replica lag unreadable"),
+                Err(_) => tracing::warn!(replica = %id, "replica lag reading timed out"),
             }
         }
         if largest.is_some() {
@@ -721,7 +728,9 @@ async fn watch(
             last_lag = tokio::time::Instant::now();
             let mut largest: Option<f64> = None;
             for (_, conn) in replicas.iter_mut() {
-                if let Ok(Some(l)) = standby_lag(conn).await {
+                if let Ok(Ok(Some(l))) =
+                    tokio::time::timeout(LAG_READ_TIMEOUT, standby_lag(conn)).await
+                {
                     largest = Some(largest.map_or(l, |m| m.max(l)));
                 }
             }

@@ -47,7 +47,15 @@ pub struct Probe {
     baseline_samples: Vec<f64>,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// A probe dropped without [`Probe::stop`] (say its execution was
+/// cancelled) still stops, after the query it is running.
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Probe {
@@ -103,7 +111,7 @@ impl Probe {
             baseline_samples,
             state,
             stop,
-            task,
+            task: Some(task),
         })
     }
 
@@ -152,15 +160,16 @@ impl Probe {
 
     /// Stops sampling and returns every sample taken while it ran (the
     /// baseline excluded).
-    pub async fn stop(self) -> Vec<f64> {
+    pub async fn stop(mut self) -> Vec<f64> {
         self.stop.store(true, Ordering::SeqCst);
-        let mut task = self.task;
-        // A probe query waits at most its statement timeout.
-        if tokio::time::timeout(PROBE_STATEMENT_TIMEOUT + Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
+        if let Some(mut task) = self.task.take() {
+            // A probe query waits at most its statement timeout.
+            if tokio::time::timeout(PROBE_STATEMENT_TIMEOUT + Duration::from_secs(1), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
         }
         let state = lock(&self.state);
         state.samples.clone()

@@ -623,3 +623,44 @@ async fn unreachable_phase_fails_and_later_phases_stay_pending() {
         assert!(!db.has_column("accounts", "email").await, "{}", db.name);
     }
 }
+
+#[tokio::test]
+async fn failed_concurrent_index_is_cleaned_up_by_the_rollback_script() {
+    let db = ScratchDb::new("_cic").await;
+    db.exec(APPLY).await;
+    db.exec("INSERT INTO accounts VALUES (1, 'same'), (2, 'same')")
+        .await;
+    let mut p = Plan {
+        script: script("CREATE UNIQUE INDEX CONCURRENTLY idx_u ON accounts (name);"),
+        rollback: None,
+        phases: vec![executor::Phase {
+            name: "master".into(),
+            target: db.target(),
+        }],
+        dry_run: false,
+        thresholds: thresholds(),
+        probe_tables: vec![],
+        replicas: vec![],
+    };
+    let outcome = executor::run(&p, &()).await;
+    assert_eq!(outcome.status, ExecStatus::Failed);
+    let error = outcome.phases[0].error.clone().unwrap();
+    assert!(
+        error.contains("could not create unique index \"idx_u\""),
+        "{error}"
+    );
+    assert!(
+        db.has_relation("idx_u").await,
+        "PostgreSQL leaves an invalid index"
+    );
+    db.exec("DROP INDEX idx_u").await;
+
+    p.rollback = Some(script("DROP INDEX CONCURRENTLY IF EXISTS idx_u;"));
+    let outcome = executor::run(&p, &()).await;
+    assert_eq!(outcome.phases[0].status, PhaseStatus::Failed);
+    assert!(outcome.rollback_errors.is_empty(), "{outcome:?}");
+    assert!(
+        !db.has_relation("idx_u").await,
+        "the rollback script removed it"
+    );
+}
