@@ -12,6 +12,9 @@
 //! (what the statements before it did is still reported). A
 //! `lock_timeout` of [`LOCK_TIMEOUT`] keeps a dry run from queueing behind
 //! production traffic indefinitely.
+//!
+//! What a rollback cannot undo is not undone: sequences the script advances
+//! (`nextval`, inserts into `serial` columns) stay advanced.
 
 use std::collections::BTreeMap;
 

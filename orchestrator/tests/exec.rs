@@ -664,3 +664,43 @@ async fn failed_concurrent_index_is_cleaned_up_by_the_rollback_script() {
         "the rollback script removed it"
     );
 }
+
+#[tokio::test]
+async fn probe_counts_a_query_blocked_behind_a_lock() {
+    use sluice_orchestrator::probe::Probe;
+    let db = ScratchDb::new("_probe").await;
+    db.exec("CREATE TABLE t (id int); INSERT INTO t VALUES (1);")
+        .await;
+    let probe = Probe::start(&db.target(), &["t".to_string()], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(probe.baseline_samples().len(), 5);
+    let baseline = probe.baseline_ms();
+    assert!(baseline > 0.0 && baseline < 100.0, "{baseline}");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(probe.samples().len() >= 2, "{:?}", probe.samples());
+
+    let mut locker = db.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let before = probe.samples().len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Blocked: no new sample completes, but the one in flight counts.
+    assert!(probe.samples().len() <= before + 1);
+    let now = probe.current_latency_ms().unwrap();
+    assert!(now >= 500.0, "{now}");
+    assert!(probe.current_increase_pct().unwrap() > 300.0);
+    assert!(probe.current_increase_ms().unwrap() >= 500.0 - baseline);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker.close().await.unwrap();
+    let samples = probe.stop().await;
+    assert!(
+        samples.iter().any(|&s| s >= 500.0),
+        "the blocked query is a sample: {samples:?}"
+    );
+}
