@@ -45,7 +45,7 @@ pub struct DryRun {
 pub struct Relation {
     /// `table`, `view`, `materialized view`, `foreign table`, `sequence`.
     pub kind: String,
-    /// Column name → `type [NOT NULL] [DEFAULT …]`.
+    /// Column name → its type, nullability and default.
     pub columns: BTreeMap<String, Column>,
     /// Constraint name → its definition.
     pub constraints: BTreeMap<String, String>,
