@@ -451,7 +451,34 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
+    // The table has rows, so the NOT NULL column without a default fails:
+    // the dry run says so, in PostgreSQL's words.
+    assert_eq!(v["isValid"], false, "{v}");
+    assert!(v["errors"].to_string().contains("score"), "{v}");
+    // One that succeeds (it drops the table) leaves the table where it was.
+    let drop = created(
+        &app,
+        &owner.token,
+        &db,
+        "CREATE INDEX idx_accounts_name ON accounts (name);\nDROP TABLE accounts;",
+        None,
+    )
+    .await;
+    let (s, v) = call(
+        &app,
+        &owner.token,
+        Method::POST,
+        &format!("/migrations/{drop}/validate"),
+        Some(json!({"dryRun": true})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     assert_eq!(v["isValid"], true, "{v}");
+    let touched = v["dependencyCheck"]["affectedObjects"].to_string();
+    assert!(
+        touched.contains("idx_accounts_name") && touched.contains("accounts"),
+        "{v}"
+    );
     assert_eq!(
         pg_text(&dbs[0], "SELECT count(*) FROM accounts"),
         "100",
@@ -509,7 +536,7 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    assert_eq!(v["total"], 4);
+    assert_eq!(v["total"], 5);
     assert_eq!(v["limit"], 2);
     assert_eq!(v["offset"], 1);
     assert_eq!(v["migrations"].as_array().unwrap().len(), 2);
@@ -524,7 +551,7 @@ async fn scripts_are_parsed_linted_and_dry_run_without_changing_anything() {
     )
     .await;
     assert_eq!(s, 200);
-    assert_eq!(v["total"], 4);
+    assert_eq!(v["total"], 5);
     let (s, v) = call(
         &app,
         &owner.token,
