@@ -2,9 +2,8 @@
 //! throw-away primary and standby (initdb + pg_basebackup, PostgreSQL's
 //! binaries under /usr/lib/postgresql/<version>/bin, run as the `postgres`
 //! OS user when the test runs as root) on free ports, and stops and deletes
-//! them afterwards. Ignored by default because it needs those binaries and
-//! takes several seconds; run it with
-//! `cargo test -p sluice-orchestrator --test streaming -- --ignored`.
+//! them afterwards. It needs those binaries (scripts/services.sh installs
+//! PostgreSQL) and takes several seconds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,7 +173,6 @@ impl Drop for Pair {
 }
 
 #[tokio::test]
-#[ignore = "starts its own primary and standby; run with --ignored"]
 async fn replication_lag_is_read_from_a_streaming_standby() {
     let pair = Pair::start();
     let primary = pair.target(pair.primary_port);

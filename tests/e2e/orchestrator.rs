@@ -812,6 +812,14 @@ async fn a_phased_run_applies_in_order_and_a_failing_phase_rolls_back_the_applie
         "SET lock_timeout = '5s';\nALTER TABLE accounts ADD COLUMN email text;\nCREATE TABLE audit_trail (at timestamptz DEFAULT clock_timestamp());\nINSERT INTO audit_trail DEFAULT VALUES;",
         Some("DROP TABLE audit_trail;\nALTER TABLE accounts DROP COLUMN email;"),
     ).await;
+    let ws_url = format!(
+        "{}/ws?token={}",
+        app.base.replacen("http://", "ws://", 1),
+        owner.token
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .unwrap();
     let (s, e) = execute(
         &app,
         &owner.token,
@@ -862,6 +870,29 @@ async fn a_phased_run_applies_in_order_and_a_failing_phase_rolls_back_the_applie
     )
     .await;
     assert_eq!(m["status"], "Succeeded");
+    // Its progress went out on /ws: running phases, then the end.
+    let mut seen: Vec<(String, Value)> = Vec::new();
+    while !seen.iter().any(|(st, _)| st == "Succeeded") {
+        let msg = tokio::time::timeout(Duration::from_secs(20), futures::StreamExt::next(&mut ws))
+            .await
+            .expect("migration progress on /ws")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let ev: Value = serde_json::from_str(t.as_str()).unwrap();
+            if ev["type"] == "migration_progress" && ev["executionId"] == json!(exec) {
+                seen.push((
+                    ev["status"].as_str().unwrap().to_string(),
+                    ev["currentPhase"].clone(),
+                ));
+            }
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|(st, p)| st == "Running" && p == "replica-2"),
+        "{seen:?}"
+    );
 
     // A failing phase: replica-2 already has the column.
     pg(&dbs[2], "ALTER TABLE accounts ADD COLUMN phone text");
