@@ -69,7 +69,7 @@ async fn admin_from_the_environment_logs_in_on_both_paths() {
     )
     .await;
     assert_eq!(s, 401);
-    assert_eq!(e["error"]["code"], "AUTH_FAILED");
+    assert_eq!(e["error"]["code"], "UNAUTHORIZED");
     assert!(e["error"]["traceId"].is_string());
 
     // The orchestrator's token works on the other contracts' routes.

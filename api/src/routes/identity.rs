@@ -235,7 +235,7 @@ pub async fn orchestrator_login(
         Json(json!({
             "token": pair.access.token,
             "refreshToken": pair.refresh.token,
-            "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "expiresAt": pair.access.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "user": {
                 "username": user.username,
                 "role": crate::routes::orchestrator::access::role_name(&display_role(&members)),
