@@ -1,5 +1,7 @@
-//! Authentication. [`Caller`]: the Health Monitor routes' `X-API-Key`,
-//! looked up in the in-memory key directory, then the key's rate limit for
+//! Authentication. [`Caller`]: the Health Monitor routes' `X-API-Key` (or
+//! a Bearer access token), looked up in the in-memory key directory, with
+//! the role it acts with (the one place roles are enforced), then the
+//! caller's rate limit for
 //! the route's class (contract section 10: analytics 100/min, the rest
 //! 500/min). [`Member`]: `Authorization: Bearer` (a JWT or an API key) with
 //! `X-Tenant-ID`, for the Tracking routes and the identity routes.
@@ -8,26 +10,60 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use sluice_auth::principal::{Principal, Role, Subject};
 use sluice_storage::keys::KeyInfo;
 
 use crate::error::ApiError;
 use crate::ApiState;
 
-/// The authenticated caller of a route.
-pub struct Caller(pub Arc<KeyInfo>);
+/// The authenticated caller of a Health Monitor route: `X-API-Key`, or
+/// `Authorization: Bearer` with an access token (or an API key), resolved
+/// to a tenant and a role. Role checks live here only ([`Caller::require`]);
+/// a handler calls it before it reads its body, so a forbidden request gets
+/// `403` whatever the body.
+pub struct Caller {
+    pub principal: Principal,
+    /// The API key used, when the caller came with one.
+    pub key: Option<Arc<KeyInfo>>,
+}
 
 impl Caller {
     pub fn tenant(&self) -> uuid::Uuid {
-        self.0.tenant_id
+        self.principal.tenant_id
+    }
+
+    pub fn role(&self) -> Role {
+        self.principal.role
+    }
+
+    /// The key's or the user's id (what rate limits count against).
+    pub fn subject_id(&self) -> uuid::Uuid {
+        self.principal.subject.id()
+    }
+
+    /// Whether the caller's role grants `permission` (conventions,
+    /// "Roles"): `read` every role; `write` (posting and resolving errors,
+    /// rules, incidents) every role but viewer; `admin` (settings writes)
+    /// owner and admin; `owner` the owner only.
+    pub fn can(&self, permission: &str) -> bool {
+        let role = self.principal.role;
+        match permission {
+            "read" => true,
+            "write" => role.can_write(),
+            "admin" => matches!(role, Role::Owner | Role::Admin),
+            "owner" => role == Role::Owner,
+            _ => false,
+        }
     }
 
     pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.0.can(permission) {
+        if self.can(permission) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(
-                "this API key lacks the permission for this call".into(),
-            ))
+            Err(ApiError::Forbidden(format!(
+                "the {} role does not allow this request",
+                self.principal.role.as_str()
+            )))
         }
     }
 }
@@ -36,15 +72,40 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthorized("missing X-API-Key header".into()))?;
-        let info = state
-            .keys
-            .authenticate(key.trim())
-            .ok_or_else(|| ApiError::Unauthorized("invalid or revoked API key".into()))?;
+        let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let caller = if let Some(key) = h("x-api-key") {
+            let info = state.keys.authenticate(key.trim()).ok_or_else(|| {
+                ApiError::Unauthorized("invalid, revoked or expired API key".into())
+            })?;
+            Caller {
+                principal: Principal {
+                    tenant_id: info.tenant_id,
+                    tenant_slug: info.tenant_slug.clone(),
+                    role: Role::of_key_permissions(&info.permissions),
+                    subject: Subject::ApiKey(info.id),
+                },
+                key: Some(info),
+            }
+        } else if h("authorization").is_some() {
+            let p = sluice_auth::principal::resolve(
+                h("authorization"),
+                h("x-tenant-id"),
+                &state.keys,
+                &state.tokens,
+            )
+            .map_err(|e| match e {
+                sluice_auth::AuthError::WrongTenant => ApiError::Forbidden(e.to_string()),
+                _ => ApiError::Unauthorized(e.to_string()),
+            })?;
+            Caller {
+                principal: current(state, p).await?,
+                key: None,
+            }
+        } else {
+            return Err(ApiError::Unauthorized(
+                "missing X-API-Key header or Bearer token".into(),
+            ));
+        };
         let limiter = if parts.uri.path().starts_with("/api/stats")
             || parts.uri.path().starts_with("/api/analytics")
         {
@@ -53,9 +114,9 @@ impl FromRequestParts<ApiState> for Caller {
             &state.general_limiter
         };
         limiter
-            .check(info.id, None)
+            .check(caller.subject_id(), None)
             .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        Ok(Caller(info))
+        Ok(caller)
     }
 }
 

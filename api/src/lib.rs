@@ -213,6 +213,33 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/admin/dead-letters/{id}/replay",
             post(dead_letters::replay),
+        )
+        // Settings (contract section 6).
+        .route(
+            "/api/settings/api-keys",
+            get(routes::settings::list_keys).post(routes::settings::create_key),
+        )
+        .route(
+            "/api/settings/api-keys/{id}",
+            delete(routes::settings::revoke_key),
+        )
+        .route(
+            "/api/settings/api-keys/{id}/rotate",
+            post(routes::settings::rotate_key),
+        )
+        .route("/api/settings/team", get(routes::settings::team))
+        .route("/api/settings/team/invite", post(routes::settings::invite))
+        .route(
+            "/api/settings/integrations",
+            get(routes::settings::integrations),
+        )
+        .route(
+            "/api/settings/integrations/{name}",
+            put(routes::settings::configure),
+        )
+        .route(
+            "/api/settings/integrations/{name}/test",
+            post(routes::settings::test),
         );
     let tracking_routes = Router::new()
         .route("/api/v1/tracking/dashboard", get(tracking::dashboard))

@@ -93,6 +93,14 @@ pub fn is_ingest_request<B>(req: &Request<B>) -> bool {
     req.method() == Method::POST && is_ingest_path(req.uri().path())
 }
 
+/// Who posts errors: the tenant, and the key or user that rate limits
+/// count against.
+struct Writer {
+    tenant_id: uuid::Uuid,
+    id: uuid::Uuid,
+    rate_limit: Option<u32>,
+}
+
 pub struct Ingest {
     cfg: IngestConfig,
     budget: body::Budget,
@@ -177,7 +185,7 @@ impl Ingest {
         let batch = path.ends_with("/batch");
         let key = self.authenticate(&req)?;
         tracing::Span::current().record("tenant", tracing::field::display(key.tenant_id));
-        if let Err(wait) = self.limiter.check(key.id, key.rate_limit_per_min) {
+        if let Err(wait) = self.limiter.check(key.id, key.rate_limit) {
             return Err(Rejection {
                 retry_after: Some(wait),
                 ..Rejection::new(
@@ -223,17 +231,26 @@ impl Ingest {
         Ok(reply)
     }
 
-    fn authenticate<B>(&self, req: &Request<B>) -> Result<Arc<KeyInfo>, Rejection> {
+    /// `X-API-Key`, or else `Authorization: Bearer` (an access token or
+    /// an API key, as every Health Monitor endpoint accepts); the caller
+    /// must be allowed to write.
+    fn authenticate<B>(&self, req: &Request<B>) -> Result<Writer, Rejection> {
         let unauthorized = |m: &str| Rejection::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let key = req
-            .headers()
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("missing X-API-Key header"))?;
-        let info = self
+        let Some(key) = req.headers().get("x-api-key").and_then(|v| v.to_str().ok()) else {
+            if req.headers().contains_key(http::header::AUTHORIZATION) {
+                let p = self.tracking.principal(req)?;
+                return Ok(Writer {
+                    tenant_id: p.tenant_id,
+                    id: p.subject.id(),
+                    rate_limit: None,
+                });
+            }
+            return Err(unauthorized("missing X-API-Key header"));
+        };
+        let info: Arc<KeyInfo> = self
             .keys
             .authenticate(key.trim())
-            .ok_or_else(|| unauthorized("invalid or revoked API key"))?;
+            .ok_or_else(|| unauthorized("invalid, revoked or expired API key"))?;
         if !info.can("write") {
             return Err(Rejection::new(
                 StatusCode::FORBIDDEN,
@@ -241,7 +258,11 @@ impl Ingest {
                 "this API key may not write errors",
             ));
         }
-        Ok(info)
+        Ok(Writer {
+            tenant_id: info.tenant_id,
+            id: info.id,
+            rate_limit: info.rate_limit_per_min,
+        })
     }
 
     /// One event: its chunk, and the answer once Redis has it.

@@ -188,7 +188,7 @@ impl Tracking {
         }
     }
 
-    fn principal<B>(&self, req: &Request<B>) -> Result<Principal, Rejection> {
+    pub(crate) fn principal<B>(&self, req: &Request<B>) -> Result<Principal, Rejection> {
         let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let p = principal::resolve(
             h("authorization"),

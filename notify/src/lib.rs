@@ -77,6 +77,10 @@ pub struct Notification {
     /// Structured context (an object, or null).
     pub details: Value,
     pub timestamp: DateTime<Utc>,
+    /// What a webhook's body names as its `type`: `notification`, or
+    /// `test` for an integration's test message.
+    #[serde(skip)]
+    pub event_type: &'static str,
 }
 
 impl Notification {
@@ -87,7 +91,15 @@ impl Notification {
             message: message.into(),
             details: Value::Null,
             timestamp: Utc::now(),
+            event_type: "notification",
         }
+    }
+
+    /// The same notification sent as a test (a webhook body's `type` is
+    /// `test`).
+    pub fn as_test(mut self) -> Self {
+        self.event_type = "test";
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {

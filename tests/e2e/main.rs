@@ -19,6 +19,7 @@ mod poison_input;
 mod retention;
 mod schedules;
 mod servers;
+mod settings;
 mod slow_clients;
 mod store_breaker;
 mod support;

@@ -13,6 +13,7 @@ pub mod orchestrator;
 pub mod retention;
 pub mod schedules;
 pub mod servers;
+pub mod settings;
 pub mod tracking;
 pub mod users;
 

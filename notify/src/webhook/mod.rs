@@ -1,5 +1,5 @@
 //! Generic webhooks: a JSON POST (`Content-Type: application/json`) of
-//! `{"type": "notification", "message", "level", "title", "details",
+//! `{"type": "notification" (or "test"), "message", "level", "title", "details",
 //! "timestamp"}`, signed when the channel holds a `secret`: the header
 //! `X-Sluice-Signature: sha256=<hex>` is HMAC-SHA256 of the exact body
 //! bytes under that secret.
@@ -38,7 +38,7 @@ pub fn parse(c: &Map<String, Value>) -> Result<Config, Vec<FieldProblem>> {
 /// The body posted for `n`.
 pub fn body(n: &Notification) -> Value {
     json!({
-        "type": "notification",
+        "type": n.event_type,
         "message": n.message,
         "level": n.level,
         "title": n.title,

@@ -60,7 +60,7 @@ pub async fn create(pool: &PgPool, new: &NewKey<'_>) -> Result<(Uuid, String)> {
 
 pub async fn revoke(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool> {
     let r = sqlx::query(
-        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
+        "UPDATE api_keys SET revoked_at = now(), prev_key_hash = NULL, prev_valid_until = NULL WHERE id = $1 AND tenant_id = $2 AND revoked_at IS NULL",
     )
     .bind(id)
     .bind(tenant_id)
@@ -69,12 +69,19 @@ pub async fn revoke(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> Result<bool> {
     Ok(r.rows_affected() == 1)
 }
 
-/// Every key that is neither revoked nor expired.
+/// Every key that is neither revoked nor expired, and each rotated key's
+/// previous hash while its grace period lasts (expiring at its end).
 pub async fn live(pool: &PgPool) -> Result<Vec<LiveKey>> {
     Ok(sqlx::query_as::<_, LiveKey>(
         "SELECT k.id, k.tenant_id, t.slug AS tenant_slug, k.key_hash, k.permissions, k.rate_limit_per_min, k.expires_at
          FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-         WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())",
+         WHERE k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+         UNION ALL
+         SELECT k.id, k.tenant_id, t.slug AS tenant_slug, k.prev_key_hash AS key_hash, k.permissions, k.rate_limit_per_min,
+                LEAST(k.expires_at, k.prev_valid_until) AS expires_at
+         FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+         WHERE k.revoked_at IS NULL AND k.prev_key_hash IS NOT NULL AND k.prev_valid_until > now()
+           AND (k.expires_at IS NULL OR k.expires_at > now())",
     )
     .fetch_all(pool)
     .await?)

@@ -10,6 +10,7 @@ pub mod orchestrator;
 pub mod retention_policies;
 pub mod schedules;
 pub mod servers;
+pub mod settings;
 pub mod tasks;
 pub mod tenants;
 pub mod tracked_databases;
@@ -21,8 +22,6 @@ use std::time::Duration;
 
 use crate::Result;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
-
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -33,6 +32,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
 
 /// Applies the embedded migrations (serialised by sqlx's advisory lock).
 pub async fn migrate(pool: &PgPool) -> Result<()> {
-    MIGRATOR.run(pool).await?;
+    // Other migrations may be applied to a shared database by builds that
+    // have them; they are not this build's to refuse.
+    let mut m = sqlx::migrate!("../migrations/postgres");
+    m.set_ignore_missing(true);
+    m.run(pool).await?;
     Ok(())
 }

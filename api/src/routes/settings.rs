@@ -1,0 +1,520 @@
+//! Health Monitor settings (contract section 6, conventions "API keys",
+//! "Team", "Integrations"): `/api/settings/api-keys` (list, create,
+//! revoke, rotate), `/api/settings/team` (members and invitations) and
+//! `/api/settings/integrations` (configure, test). Every handler checks the
+//! caller's role ([`Caller::require`]) before it reads its body.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+use sluice_notify::{registry, Channel, Level, Notification};
+use sluice_storage::pg::api_keys::{self, NewKey};
+use sluice_storage::pg::settings::{self, IntegrationRow, KeyRow, TeamRow};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ok, ApiError, ApiResult};
+use crate::ApiState;
+
+/// The permissions a key may carry.
+const PERMISSIONS: &[&str] = &["read", "write", "admin"];
+/// The roles a team member may hold.
+const ROLES: &[&str] = &["owner", "admin", "developer", "viewer"];
+/// Rotation's default grace period.
+const DEFAULT_GRACE_SECS: i64 = 3600;
+const NAME_MAX: usize = 200;
+const EMAIL_MAX: usize = 320;
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Value {
+    t.map(|t| Value::String(ts(t))).unwrap_or(Value::Null)
+}
+
+/// The body as a JSON object; an empty body is `None`.
+fn body_object(body: &[u8]) -> ApiResult<Option<Map<String, Value>>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn required_object(body: &[u8]) -> ApiResult<Map<String, Value>> {
+    body_object(body)?.ok_or_else(|| ApiError::BadRequest("a JSON body is required".into()))
+}
+
+fn parse_uuid(id: &str, what: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(what))
+}
+
+async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
+    Ok(state
+        .pg
+        .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
+        .await?)
+}
+
+// ---- API keys ----
+
+fn key_json(k: &KeyRow) -> Value {
+    json!({
+        "id": k.id.to_string(),
+        "name": k.name,
+        "key_preview": k.key_preview,
+        "permissions": k.permissions,
+        "last_used": opt_ts(k.last_used_at),
+        "created_at": ts(k.created_at),
+        "expires_at": opt_ts(k.expires_at),
+    })
+}
+
+/// Reloads this process' key directory so a change applies at once (other
+/// processes pick it up at their next reload, within seconds).
+async fn reload_keys(state: &ApiState) {
+    if let Ok(pg) = pool(state).await {
+        if let Err(e) = state.keys.refresh(&pg).await {
+            tracing::warn!(error = %e, "api key directory reload after a change failed");
+        }
+    }
+}
+
+/// `GET /api/settings/api-keys`.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn list_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("read")?;
+    let tenant = caller.tenant();
+    let keys = state.pg.run(|pg| settings::list_keys(pg, tenant)).await?;
+    let items: Vec<Value> = keys.iter().map(key_json).collect();
+    Ok(ok(json!({ "api_keys": items })))
+}
+
+/// `POST /api/settings/api-keys`: `{name, permissions, expires_at?}`;
+/// `201` with the key, whose full secret only this answer shows.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn create_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("admin")?;
+    let obj = required_object(&body)?;
+    let name = match obj.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= NAME_MAX => {
+            s.trim().to_string()
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            return Err(ApiError::BadRequest(format!(
+                "name is longer than {NAME_MAX} characters"
+            )))
+        }
+        _ => return Err(ApiError::BadRequest("name is required".into())),
+    };
+    let permissions: Vec<String> = match obj.get("permissions") {
+        Some(Value::Array(a)) if !a.is_empty() => {
+            let mut out: Vec<String> = Vec::new();
+            for p in a {
+                match p.as_str() {
+                    Some(p) if PERMISSIONS.contains(&p) => {
+                        if !out.iter().any(|x| x == p) {
+                            out.push(p.to_string());
+                        }
+                    }
+                    _ => {
+                        return Err(ApiError::BadRequest(
+                            "permissions must be a non-empty subset of read, write, admin".into(),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "permissions must be a non-empty subset of read, write, admin".into(),
+            ))
+        }
+    };
+    let expires_at = match obj.get("expires_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let t = DateTime::parse_from_rfc3339(s.trim())
+                .map_err(|_| ApiError::BadRequest("expires_at is not an ISO 8601 time".into()))?
+                .with_timezone(&Utc);
+            if t <= Utc::now() {
+                return Err(ApiError::BadRequest("expires_at is in the past".into()));
+            }
+            Some(t)
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "expires_at is not an ISO 8601 time".into(),
+            ))
+        }
+    };
+    let tenant = caller.tenant();
+    let new = NewKey {
+        tenant_id: tenant,
+        name: &name,
+        permissions: &permissions,
+        rate_limit_per_min: None,
+        expires_at,
+    };
+    let pg = pool(&state).await?;
+    let (id, plaintext) = api_keys::create(&pg, &new).await?;
+    let row = settings::get_key(&pg, tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    reload_keys(&state).await;
+    tracing::info!(key = %id, "API key created");
+    let mut v = key_json(&row);
+    v["key"] = Value::String(plaintext);
+    Ok((StatusCode::CREATED, ok(v)))
+}
+
+/// `DELETE /api/settings/api-keys/{id}`: `204`; the key (and any grace
+/// period of a rotation) stops working within the directory's reload.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn revoke_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require("admin")?;
+    let id = parse_uuid(&id, "API key")?;
+    let tenant = caller.tenant();
+    if !state.pg.run(|pg| api_keys::revoke(pg, tenant, id)).await? {
+        return Err(ApiError::not_found("API key"));
+    }
+    reload_keys(&state).await;
+    tracing::info!(key = %id, "API key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/settings/api-keys/{id}/rotate`: `{"grace_seconds"?}`; `200`
+/// with the key and its new secret; the old one works for the grace period.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn rotate_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("admin")?;
+    let grace = match body_object(&body)?
+        .as_ref()
+        .and_then(|o| o.get("grace_seconds"))
+    {
+        None | Some(Value::Null) => DEFAULT_GRACE_SECS,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 0 => n.min(i64::from(i32::MAX)),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "grace_seconds must be an integer >= 0".into(),
+                ))
+            }
+        },
+    };
+    let id = parse_uuid(&id, "API key")?;
+    let tenant = caller.tenant();
+    let (row, plaintext) = state
+        .pg
+        .run(|pg| settings::rotate_key(pg, tenant, id, grace))
+        .await?
+        .ok_or_else(|| ApiError::not_found("API key"))?;
+    reload_keys(&state).await;
+    tracing::info!(key = %id, grace_seconds = grace, "API key rotated");
+    let mut v = key_json(&row);
+    v["key"] = Value::String(plaintext);
+    v["grace_seconds"] = json!(grace);
+    Ok(ok(v))
+}
+
+// ---- Team ----
+
+fn member_json(m: &TeamRow) -> Value {
+    json!({
+        "id": m.id.to_string(),
+        "name": m.name,
+        "email": m.email,
+        "role": m.role,
+        "status": m.status,
+        "last_active": Value::Null,
+        "created_at": ts(m.created_at),
+    })
+}
+
+/// `GET /api/settings/team`: the active members, then the invitees.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn team(State(state): State<ApiState>, caller: Caller) -> ApiResult<impl IntoResponse> {
+    caller.require("read")?;
+    let tenant = caller.tenant();
+    let rows = state.pg.run(|pg| settings::team(pg, tenant)).await?;
+    let items: Vec<Value> = rows.iter().map(member_json).collect();
+    Ok(ok(json!({ "members": items })))
+}
+
+/// A plausible address: one `@`, a non-empty local part, a dotted domain,
+/// no spaces.
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && s.len() <= EMAIL_MAX
+}
+
+/// `POST /api/settings/team/invite`: `{email, role}`; `201` with the
+/// invitee, `409` when the email is already in the tenant.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn invite(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("admin")?;
+    let obj = required_object(&body)?;
+    let email = match obj.get("email").and_then(Value::as_str).map(str::trim) {
+        Some(e) if valid_email(e) => e.to_string(),
+        _ => return Err(ApiError::BadRequest("email is not a valid address".into())),
+    };
+    let role = match obj.get("role").and_then(Value::as_str) {
+        Some(r) if ROLES.contains(&r) => r.to_string(),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "role must be one of owner, admin, developer, viewer".into(),
+            ))
+        }
+    };
+    let tenant = caller.tenant();
+    let row = state
+        .pg
+        .run(|pg| settings::invite(pg, tenant, &email, &role))
+        .await?
+        .ok_or_else(|| ApiError::Conflict("this email is already in the team".into()))?;
+    tracing::info!(member = %row.id, "team member invited");
+    Ok((StatusCode::CREATED, ok(member_json(&row))))
+}
+
+// ---- Integrations ----
+
+/// The integrations every tenant has (configured or not).
+const INTEGRATIONS: &[&str] = &["slack", "webhook", "email"];
+/// Field names that are secrets whatever the integration.
+const SECRET_NAMES: &[&str] = &["password", "token", "secret", "api_key", "webhook_url"];
+
+/// At most the last 4 characters of a secret (none of a short one).
+fn mask(v: &Value) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        Value::String(s) => {
+            let chars: Vec<char> = s.chars().collect();
+            if chars.len() <= 8 {
+                Value::String("****".into())
+            } else {
+                let tail: String = chars[chars.len() - 4..].iter().collect();
+                Value::String(format!("****{tail}"))
+            }
+        }
+        _ => Value::String("****".into()),
+    }
+}
+
+fn is_secret(kind: &str, field: &str) -> bool {
+    SECRET_NAMES.contains(&field) || registry::secret_fields(kind).contains(&field)
+}
+
+/// A stored integration's whole config (secrets opened).
+fn open(state: &ApiState, row: &IntegrationRow) -> ApiResult<Map<String, Value>> {
+    let mut config = match &row.config.0 {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Some(sealed) = &row.secrets_sealed {
+        let plain = state.secrets.open(sealed)?;
+        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&plain) {
+            config.extend(m);
+        }
+    }
+    Ok(config)
+}
+
+fn integration_json(state: &ApiState, name: &str, row: Option<&IntegrationRow>) -> Value {
+    let Some(row) = row else {
+        return json!({"name": name, "status": "disconnected", "config": {}, "last_test": null});
+    };
+    let config: Map<String, Value> = match open(state, row) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(integration = name, error = %e, "integration secrets unreadable");
+            match &row.config.0 {
+                Value::Object(m) => m.clone(),
+                _ => Map::new(),
+            }
+        }
+    };
+    let masked: Map<String, Value> = config
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if is_secret(name, &k) { mask(&v) } else { v };
+            (k, v)
+        })
+        .collect();
+    let status = if row.last_ok == Some(false) {
+        "error"
+    } else {
+        "connected"
+    };
+    json!({
+        "name": name,
+        "status": status,
+        "config": masked,
+        "last_test": opt_ts(row.last_test),
+    })
+}
+
+/// `GET /api/settings/integrations`: slack, webhook and email always.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
+pub async fn integrations(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("read")?;
+    let tenant = caller.tenant();
+    let rows = state
+        .pg
+        .run(|pg| settings::integrations(pg, tenant))
+        .await?;
+    let mut items: Vec<Value> = INTEGRATIONS
+        .iter()
+        .map(|n| integration_json(&state, n, rows.iter().find(|r| r.name == *n)))
+        .collect();
+    items.extend(
+        rows.iter()
+            .filter(|r| !INTEGRATIONS.contains(&r.name.as_str()))
+            .map(|r| integration_json(&state, &r.name, Some(r))),
+    );
+    Ok(ok(json!({ "integrations": items })))
+}
+
+fn known(name: &str) -> ApiResult<&'static str> {
+    INTEGRATIONS
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .ok_or_else(|| ApiError::not_found("integration"))
+}
+
+/// `PUT /api/settings/integrations/{name}`: `{"config": {...}}`; `200`
+/// with the integration, connected, its secrets masked.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant(), integration = %name))]
+pub async fn configure(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    caller.require("admin")?;
+    let kind = known(&name)?;
+    let obj = required_object(&body)?;
+    let Some(Value::Object(config)) = obj.get("config") else {
+        return Err(ApiError::BadRequest("config must be an object".into()));
+    };
+    let config = registry::normalize(kind, config).map_err(|problems| {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("config.{}: {}", p.field, p.msg))
+            .collect();
+        ApiError::BadRequest(text.join("; "))
+    })?;
+    let (public, sealed) = sluice_notify::seal_config(&state.secrets, kind, config)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let tenant = caller.tenant();
+    let row = state
+        .pg
+        .run(|pg| settings::put_integration(pg, tenant, kind, public, sealed))
+        .await?;
+    tracing::info!("integration configured");
+    Ok(ok(integration_json(&state, kind, Some(&row))))
+}
+
+/// `POST /api/settings/integrations/{name}/test`: sends a test message
+/// through the product's channel of that type now; `200` with
+/// `{"success": true, ...}` when delivered, `502` when not.
+#[tracing::instrument(skip_all, fields(tenant = %caller.tenant(), integration = %name))]
+pub async fn test(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    caller.require("admin")?;
+    let kind = known(&name)?;
+    let tenant = caller.tenant();
+    let row = state
+        .pg
+        .run(|pg| settings::integration(pg, tenant, kind))
+        .await?
+        .ok_or_else(|| ApiError::BadRequest(format!("the {kind} integration is not configured")))?;
+    let config = open(&state, &row)?;
+    let http = state
+        .notify_http
+        .clone()
+        .ok_or_else(|| ApiError::BadRequest("the HTTP client could not be built".into()))?;
+    let n = Notification::new(
+        Level::Info,
+        "Test notification",
+        format!("Test message from Sluice Health Monitor ({kind} integration)"),
+    )
+    .with_details(json!({"integration": kind, "test": true}))
+    .as_test();
+    let outcome = match registry::build(kind, &config, &http) {
+        Ok(ch) => ch.send(&n).await,
+        Err(e) => Err(e),
+    };
+    let delivered = outcome.is_ok();
+    state
+        .pg
+        .run(|pg| settings::record_test(pg, tenant, kind, delivered))
+        .await?;
+    let now = ts(Utc::now());
+    match outcome {
+        Ok(()) => Ok(ok(json!({
+            "success": true,
+            "integration": kind,
+            "message": format!("test message delivered through {kind}"),
+            "last_test": now,
+        }))
+        .into_response()),
+        Err(e) => {
+            tracing::info!(error = %e, "integration test failed");
+            Ok((
+                StatusCode::BAD_GATEWAY,
+                axum::Json(json!({
+                    "error": format!("test message not delivered: {e}"),
+                    "status": "error",
+                })),
+            )
+                .into_response())
+        }
+    }
+}
