@@ -133,12 +133,18 @@ async fn search_matches_the_stack_trace() {
         }))
         .await;
     let miss = app
-        .post_error(json!({"level": "error", "message": "something else", "source": "billing",
-                           "stack_trace": "Error: x\n    at other (a.js:1:1)"}))
+        .post_error(
+            json!({"level": "error", "message": "something else", "source": "billing",
+                           "stack_trace": "Error: x\n    at other (a.js:1:1)"}),
+        )
         .await;
     app.wait_count(hit["id"].as_str().unwrap(), 1).await;
     app.wait_count(miss["id"].as_str().unwrap(), 1).await;
-    for q in [func.clone(), format!("CardDeclinedError_{tag}"), func.to_uppercase()] {
+    for q in [
+        func.clone(),
+        format!("CardDeclinedError_{tag}"),
+        func.to_uppercase(),
+    ] {
         let (s, v) = app.get_json(&format!("/api/errors?search={q}")).await;
         assert_eq!(s, 200);
         let ids: Vec<&Value> = v["data"]["errors"]
@@ -207,7 +213,11 @@ async fn export_csv_and_json_carry_every_match() {
     app.wait_count(a["id"].as_str().unwrap(), 1).await;
     app.wait_count(b["id"].as_str().unwrap(), 1).await;
 
-    let r = app.get("/api/errors/export?format=json").send().await.unwrap();
+    let r = app
+        .get("/api/errors/export?format=json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -223,10 +233,17 @@ async fn export_csv_and_json_carry_every_match() {
         let (_, full) = app
             .get_json(&format!("/api/errors/{}", item["id"].as_str().unwrap()))
             .await;
-        assert_eq!(item, &full["data"], "export item equals GET /api/errors/{{id}}");
+        assert_eq!(
+            item, &full["data"],
+            "export item equals GET /api/errors/{{id}}"
+        );
     }
 
-    let r = app.get("/api/errors/export?format=csv").send().await.unwrap();
+    let r = app
+        .get("/api/errors/export?format=csv")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -255,8 +272,19 @@ async fn export_csv_and_json_carry_every_match() {
     for rec in &rows[1..] {
         assert_eq!(rec.len(), header.len());
         let cell = |name: &str| &rec[header.iter().position(|h| h == name).unwrap()];
-        let item = items.iter().find(|i| i["id"] == cell("id").as_str()).unwrap();
-        for col in ["id", "level", "message", "source", "fingerprint", "first_seen", "last_seen"] {
+        let item = items
+            .iter()
+            .find(|i| i["id"] == cell("id").as_str())
+            .unwrap();
+        for col in [
+            "id",
+            "level",
+            "message",
+            "source",
+            "fingerprint",
+            "first_seen",
+            "last_seen",
+        ] {
             assert_eq!(item[col].as_str().unwrap(), cell(col), "{col}");
         }
         assert_eq!(item["count"].to_string(), *cell("count"));
@@ -330,7 +358,11 @@ async fn export_streams_100k_groups_in_bounded_memory() {
     .await
     .unwrap();
 
-    let mut r = app.get("/api/errors/export?format=csv").send().await.unwrap();
+    let mut r = app
+        .get("/api/errors/export?format=csv")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let base = rss_bytes();
     let mut peak = base;
@@ -493,9 +525,19 @@ async fn retention_setting_and_sweep() {
         (rows_between(ch, app.tenant_id, a, b).await == 0).then_some(())
     })
     .await;
-    assert_eq!(rows_between(ch, other, a, b).await, 1, "the other keeps its day 50");
     assert_eq!(
-        rows_between(ch, app.tenant_id, now.timestamp() - 60, now.timestamp() + 60).await,
+        rows_between(ch, other, a, b).await,
+        1,
+        "the other keeps its day 50"
+    );
+    assert_eq!(
+        rows_between(
+            ch,
+            app.tenant_id,
+            now.timestamp() - 60,
+            now.timestamp() + 60
+        )
+        .await,
         1
     );
     // Groups: the one with no occurrence left is gone, the others stay.
@@ -513,9 +555,8 @@ async fn retention_setting_and_sweep() {
     app.stop().await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws(app: &TestApp, key: &str) -> Ws {
     let url = format!(
@@ -547,10 +588,10 @@ async fn new_error_and_error_resolved_reach_their_tenant_only() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let msg = format!("live {}", Uuid::new_v4());
-    let posted = app
-        .post_error(json!({"level": "error", "message": msg, "source": "live",
-                           "stack_trace": "E\n  at f (a.js:1:1)", "context": {"a": 1}}))
-        .await;
+    // The same body each time: the stack trace is part of the fingerprint.
+    let body = json!({"level": "error", "message": msg, "source": "live",
+                      "stack_trace": "E\n  at f (a.js:1:1)", "context": {"a": 1}});
+    let posted = app.post_error(body.clone()).await;
     let id = posted["id"].clone();
     let ev = next_event(&mut mine, Duration::from_secs(10))
         .await
@@ -579,21 +620,23 @@ async fn new_error_and_error_resolved_reach_their_tenant_only() {
     }
 
     // A second occurrence of a known group is not new.
-    app.post_error(json!({"level": "error", "message": msg, "source": "live"}))
-        .await;
+    app.post_error(body.clone()).await;
     app.wait_count(id.as_str().unwrap(), 2).await;
 
-    let (s, _) = status_json(app.put(&format!("/api/errors/{}/resolve", id.as_str().unwrap()))).await;
+    let (s, _) =
+        status_json(app.put(&format!("/api/errors/{}/resolve", id.as_str().unwrap()))).await;
     assert_eq!(s, 200);
     let ev = next_event(&mut mine, Duration::from_secs(10))
         .await
         .expect("error_resolved within 10 s");
-    assert_eq!(ev["type"], "error_resolved", "no new_error for a known group: {ev}");
+    assert_eq!(
+        ev["type"], "error_resolved",
+        "no new_error for a known group: {ev}"
+    );
     assert_eq!(ev["data"], json!({"id": id}));
 
     // It comes back: a regression is announced again.
-    app.post_error(json!({"level": "error", "message": msg, "source": "live"}))
-        .await;
+    app.post_error(body.clone()).await;
     let ev = next_event(&mut mine, Duration::from_secs(10))
         .await
         .expect("new_error for the regression");
@@ -603,7 +646,9 @@ async fn new_error_and_error_resolved_reach_their_tenant_only() {
     assert_eq!(ev["data"]["count"], 3);
 
     assert!(
-        next_event(&mut theirs, Duration::from_secs(2)).await.is_none(),
+        next_event(&mut theirs, Duration::from_secs(2))
+            .await
+            .is_none(),
         "the other tenant's socket hears nothing"
     );
     app.stop().await;

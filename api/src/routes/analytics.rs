@@ -92,11 +92,7 @@ pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<i
 /// today, the 30 days ending today.
 pub fn stat_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
     let today = day_start(now);
-    (
-        today,
-        today - Duration::days(6),
-        today - Duration::days(29),
-    )
+    (today, today - Duration::days(6), today - Duration::days(29))
 }
 
 /// The start of the bucket holding `t`.

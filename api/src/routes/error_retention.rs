@@ -19,7 +19,9 @@ pub fn parse_events_days(body: &[u8]) -> ApiResult<Option<i32>> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     let Value::Object(fields) = v else {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     };
     match fields.get("events_days") {
         None => Ok(None),
@@ -74,9 +76,18 @@ mod tests {
 
     #[test]
     fn only_integers_in_range() {
-        assert_eq!(parse_events_days(br#"{"events_days": 30}"#).ok(), Some(Some(30)));
-        assert_eq!(parse_events_days(br#"{"events_days": 3650}"#).ok(), Some(Some(3650)));
-        assert_eq!(parse_events_days(br#"{"events_days": 1}"#).ok(), Some(Some(1)));
+        assert_eq!(
+            parse_events_days(br#"{"events_days": 30}"#).ok(),
+            Some(Some(30))
+        );
+        assert_eq!(
+            parse_events_days(br#"{"events_days": 3650}"#).ok(),
+            Some(Some(3650))
+        );
+        assert_eq!(
+            parse_events_days(br#"{"events_days": 1}"#).ok(),
+            Some(Some(1))
+        );
         assert_eq!(parse_events_days(b"{}").ok(), Some(None));
         for bad in [
             r#"{"events_days": 0}"#,

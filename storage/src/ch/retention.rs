@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(day_of(20250131), NaiveDate::from_ymd_opt(2025, 1, 31));
         assert_eq!(day_of(20251301), None);
         let d = NaiveDate::from_ymd_opt(2025, 1, 31).unwrap();
-        assert!(day_before(d, Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()));
+        assert!(day_before(
+            d,
+            Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()
+        ));
         assert!(!day_before(
             d,
             Utc.with_ymd_and_hms(2025, 1, 31, 23, 59, 59).unwrap()

@@ -58,7 +58,8 @@ pub async fn stats(
 
 /// The export's query: the list's filters as nullable parameters, so the
 /// statement is one static string. Newest occurrence first.
-const EXPORT_SQL: &str = "SELECT id, tenant_id, last_seen AS timestamp, level, message, stack_trace, context,
+const EXPORT_SQL: &str =
+    "SELECT id, tenant_id, last_seen AS timestamp, level, message, stack_trace, context,
         source, environment, user_agent, ip_address, url, fingerprint, resolved, resolved_at, count,
         first_seen, last_seen, created_at, updated_at
    FROM error_groups
