@@ -208,6 +208,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/errors/{id}/resolve", put(errors::resolve))
         .route("/api/stats", get(analytics::stats))
         .route("/api/analytics/trends", get(analytics::trends))
+        // Health Monitor: export and retention (issue 12)
+        .route("/api/errors/export", get(routes::error_export::export))
+        .route(
+            "/api/settings/retention",
+            get(routes::error_retention::get).put(routes::error_retention::put),
+        )
         .route("/api/admin/dead-letters", get(dead_letters::list))
         .route("/api/admin/dead-letters/{id}", delete(dead_letters::drop))
         .route(

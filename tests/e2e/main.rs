@@ -10,6 +10,7 @@ mod crash;
 mod dead_letters;
 mod durability;
 mod errors;
+mod errors_extra;
 mod identity;
 mod ingest_limits;
 mod notifications;

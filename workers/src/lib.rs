@@ -18,6 +18,9 @@
 
 pub mod consumer;
 pub mod ddl;
+// Health Monitor: new_error on /ws and the retention sweep (issue 12)
+pub mod error_live;
+pub mod error_retention;
 pub mod store;
 pub mod timeouts;
 
@@ -158,6 +161,11 @@ pub async fn run(
         ));
     }
     tasks.spawn(store::prune_loop(stores.pg.clone(), shutdown.clone()));
+    tasks.spawn(error_retention::run(
+        stores.pg.clone(),
+        stores.ch.clone(),
+        shutdown.clone(),
+    ));
     if let Some(secrets) = cfg.secrets.clone() {
         tasks.spawn(ddl::supervise(stores.clone(), secrets, shutdown.clone()));
     }

@@ -284,7 +284,7 @@ where
         "postgres",
         shutdown,
         |_| async move {
-            let applied = error_groups::apply_isolating(&stores.pg, entries, |e, i| {
+            let mut applied = error_groups::apply_isolating(&stores.pg, entries, |e, i| {
                 skip.contains(&(entry_of[e], i))
             })
             .await?;
@@ -301,7 +301,13 @@ where
                 ));
             }
             write_dead(stores, cfg, &all).await?;
+            let changed = std::mem::take(&mut applied.changed);
             applied.commit().await?;
+            let live = sluice_storage::live::Publisher::new(
+                stores.redis.clone(),
+                cfg.layout.prefix.clone(),
+            );
+            crate::error_live::announce(&stores.pg, &live, &changed).await;
             Ok(all.iter().map(|d| u64::from(d.events)).sum::<u64>())
         },
         &refresh,

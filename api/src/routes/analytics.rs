@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde_json::{json, Value};
 use sluice_storage::ch::events::{self, Bucket};
-use sluice_storage::pg::error_groups;
+use sluice_storage::pg::{error_extra, error_groups};
 
 use super::Params;
 use crate::auth::Caller;
@@ -44,6 +44,14 @@ fn round(v: f64, places: i32) -> f64 {
     (v * f).round() / f
 }
 
+/// `GET /api/stats`. Every count is in error groups (the objects the API
+/// lists, resolves and deletes): `total_errors` all groups, `errors_today`
+/// / `_this_week` / `_this_month` the groups with an occurrence since the
+/// start of today (UTC), of the 7 days ending today and of the 30 days
+/// ending today. The windows nest, so the counts do, and
+/// `resolution_rate` is `resolved_errors / total_errors` in percent.
+/// `error_rate_24h` is a rate, not a count: occurrences per hour over the
+/// last 24 hours.
 pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require("read")?;
     let tenant = caller.tenant();
@@ -52,14 +60,11 @@ pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<i
         return Ok(cached(v));
     }
     let now = Utc::now();
-    let today = day_start(now);
-    let week = today - Duration::days(i64::from(now.weekday().num_days_from_monday()));
-    let month = month_start(now);
-    let totals = state.pg.run(|pg| error_groups::totals(pg, tenant)).await?;
-    let (d, w, m, last24) = tokio::try_join!(
-        state.ch.run(|ch| events::count_since(ch, tenant, today)),
-        state.ch.run(|ch| events::count_since(ch, tenant, week)),
-        state.ch.run(|ch| events::count_since(ch, tenant, month)),
+    let (today, week, month) = stat_windows(now);
+    let (totals, last24) = tokio::try_join!(
+        state
+            .pg
+            .run(|pg| error_extra::stats(pg, tenant, today, week, month)),
         state
             .ch
             .run(|ch| events::count_since(ch, tenant, now - Duration::hours(24))),
@@ -72,15 +77,22 @@ pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<i
     let v = json!({
         "total_errors": totals.total,
         "resolved_errors": totals.resolved,
-        "errors_today": d,
-        "errors_this_week": w,
-        "errors_this_month": m,
+        "errors_today": totals.today,
+        "errors_this_week": totals.week,
+        "errors_this_month": totals.month,
         "error_rate_24h": round(last24 as f64 / 24.0, 2),
         "resolution_rate": resolution_rate,
         "avg_resolution_time": human_duration(totals.avg_resolution_secs.unwrap_or(0.0)),
     });
     state.analytics_cache.insert(key, v.clone()).await;
     Ok(cached(v))
+}
+
+/// The starts of the stats windows, nested: today (UTC), the 7 days ending
+/// today, the 30 days ending today.
+pub fn stat_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>) {
+    let today = day_start(now);
+    (today, today - Duration::days(6), today - Duration::days(29))
 }
 
 /// The start of the bucket holding `t`.
@@ -184,6 +196,17 @@ mod tests {
         assert_eq!(human_duration(8100.0), "2h 15m");
         assert_eq!(human_duration(600.0), "10m");
         assert_eq!(human_duration(2.0 * 86400.0 + 3.0 * 3600.0), "2d 3h");
+    }
+
+    #[test]
+    fn stat_windows_nest() {
+        // 2025-03-02 is a Sunday: a calendar week would start in February.
+        let now = Utc.with_ymd_and_hms(2025, 3, 2, 10, 0, 0).unwrap();
+        let (d, w, m) = stat_windows(now);
+        assert_eq!(d, Utc.with_ymd_and_hms(2025, 3, 2, 0, 0, 0).unwrap());
+        assert_eq!(w, Utc.with_ymd_and_hms(2025, 2, 24, 0, 0, 0).unwrap());
+        assert_eq!(m, Utc.with_ymd_and_hms(2025, 1, 31, 0, 0, 0).unwrap());
+        assert!(m <= w && w <= d && d <= now);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 use sluice_storage::ch::events;
 use sluice_storage::limits;
+use sluice_storage::live::Publisher;
 use sluice_storage::model::{ErrorGroup, Level};
 use sluice_storage::pg::error_groups::{self, ListFilter};
 use uuid::Uuid;
@@ -37,14 +38,9 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found("error"))
 }
 
-pub async fn list(
-    State(state): State<ApiState>,
-    caller: Caller,
-    params: Params,
-) -> ApiResult<Json<Value>> {
-    caller.require("read")?;
-    let limit = params.int("limit", 50, 1, 100)?;
-    let offset = params.int("offset", 0, 0, i64::MAX)?;
+/// The list's filters (`level`, `source`, `resolved`, `search`), shared
+/// with the export. `search` matches the message and the stack trace.
+pub fn list_filter(params: &Params) -> ApiResult<ListFilter> {
     let level = match params.str("level") {
         None => None,
         Some(l) => Some(
@@ -58,7 +54,7 @@ pub async fn list(
                 .to_string(),
         ),
     };
-    let filter = ListFilter {
+    Ok(ListFilter {
         level,
         source: params
             .bounded("source", limits::MAX_SOURCE_BYTES)?
@@ -67,7 +63,18 @@ pub async fn list(
         search: params
             .bounded("search", MAX_SEARCH_CHARS)?
             .map(str::to_string),
-    };
+    })
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Params,
+) -> ApiResult<Json<Value>> {
+    caller.require("read")?;
+    let limit = params.int("limit", 50, 1, 100)?;
+    let offset = params.int("offset", 0, 0, i64::MAX)?;
+    let filter = list_filter(&params)?;
     let (rows, total) = state
         .pg
         .run(|pg| error_groups::list(pg, caller.tenant(), &filter, limit, offset))
@@ -109,6 +116,14 @@ pub async fn resolve(
         .await?
     {
         return Err(ApiError::not_found("error"));
+    }
+    // `error_resolved` on the tenant's /ws; the resolve stands either way.
+    let live = Publisher::new(state.redis.clone(), state.layout.prefix.clone());
+    if let Err(e) = live
+        .publish(caller.tenant(), "error_resolved", &json!({"id": id}))
+        .await
+    {
+        tracing::warn!(error = %e, group = %id, "publishing error_resolved failed");
     }
     Ok(ok(json!({"status": "resolved"})))
 }

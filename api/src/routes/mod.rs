@@ -6,6 +6,9 @@ pub mod backups;
 pub mod commands;
 pub mod dead_letters;
 pub mod errors;
+// Health Monitor: export and retention settings (issue 12)
+pub mod error_export;
+pub mod error_retention;
 pub mod health;
 pub mod identity;
 pub mod notifications;

@@ -6,6 +6,8 @@
 
 pub mod events;
 pub mod operations;
+// Health Monitor: retention by whole partitions (issue 12)
+pub mod retention;
 pub mod schema;
 
 use clickhouse::Client;

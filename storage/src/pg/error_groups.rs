@@ -170,6 +170,19 @@ pub struct Applied {
     pub applied: usize,
     /// Events refused for good; they are not applied, the rest are.
     pub refused: Vec<Refused>,
+    /// Groups this batch created or reopened (for `new_error`), once
+    /// committed.
+    pub changed: Vec<GroupChange>,
+}
+
+/// A group an upsert created (a fingerprint the tenant had not seen) or
+/// reopened (it was resolved and occurred again: a regression).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct GroupChange {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub created: bool,
+    pub reopened: bool,
 }
 
 impl Applied {
@@ -199,6 +212,7 @@ pub async fn apply_isolating(
             tx,
             applied: 0,
             refused: Vec::new(),
+            changed: Vec::new(),
         });
     }
     let streams: Vec<&str> = entries.iter().map(|e| e.stream).collect();
@@ -221,10 +235,11 @@ pub async fn apply_isolating(
         .filter(|(ei, i, _)| !skip(*ei, *i))
         .collect();
     let mut search = crate::failure::Isolate::new(events.len());
+    let mut changed = Vec::new();
     while let Some(r) = search.next_range() {
         sqlx::query("SAVEPOINT isolate").execute(&mut *tx).await?;
         let folds = fold(events[r.clone()].iter().map(|(_, _, e)| *e));
-        let result = upsert(&mut tx, &folds).await;
+        let result = upsert(&mut tx, &folds).await.map(|c| changed.extend(c));
         if result.is_ok() {
             sqlx::query("RELEASE SAVEPOINT isolate")
                 .execute(&mut *tx)
@@ -251,10 +266,15 @@ pub async fn apply_isolating(
         tx,
         applied: events.len() - refused.len(),
         refused,
+        changed,
     })
 }
 
-async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) -> Result<()> {
+/// Upserts the folded groups; answers those it created or reopened.
+async fn upsert(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    folds: &[Fold<'_>],
+) -> Result<Vec<GroupChange>> {
     let n = folds.len();
     let mut id = Vec::with_capacity(n);
     let mut tenant = Vec::with_capacity(n);
@@ -289,8 +309,13 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) ->
         first.push(ts(f.first_ms));
         last.push(ts(e.ts_ms));
     }
-    sqlx::query(
-        "INSERT INTO error_groups (id, tenant_id, fingerprint, level, message, stack_trace, context,
+    // `old` reads the rows as they were before this statement: a group
+    // resolved then and open after it has regressed. `xmax = 0` marks a
+    // row the INSERT created rather than updated.
+    let changed = sqlx::query_as::<_, GroupChange>(
+        "WITH old AS (SELECT id, resolved FROM error_groups WHERE id = ANY($1::uuid[])),
+         up AS (
+         INSERT INTO error_groups (id, tenant_id, fingerprint, level, message, stack_trace, context,
                                    source, environment, user_agent, ip_address, url, count, first_seen, last_seen)
          SELECT id, tenant_id, fp, level, message, stack, ctx::jsonb, source, env, ua, ip, url, cnt, first_seen, last_seen
          FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -317,7 +342,12 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) ->
            resolved = error_groups.resolved AND EXCLUDED.last_seen <= error_groups.resolved_at,
            resolved_at = CASE WHEN error_groups.resolved AND EXCLUDED.last_seen <= error_groups.resolved_at
                               THEN error_groups.resolved_at ELSE NULL END,
-           updated_at = now()",
+           updated_at = now()
+         RETURNING id, tenant_id, (xmax = 0) AS created, resolved)
+         SELECT up.id, up.tenant_id, up.created,
+                (COALESCE(old.resolved, false) AND NOT up.resolved) AS reopened
+         FROM up LEFT JOIN old ON old.id = up.id
+         WHERE up.created OR (COALESCE(old.resolved, false) AND NOT up.resolved)",
     )
     .bind(&id)
     .bind(&tenant)
@@ -334,9 +364,9 @@ async fn upsert(tx: &mut sqlx::Transaction<'_, Postgres>, folds: &[Fold<'_>]) ->
     .bind(&count)
     .bind(&first)
     .bind(&last)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    Ok(())
+    Ok(changed)
 }
 
 /// Forgets applied entry ids older than `older_than`: by then their
@@ -377,8 +407,13 @@ fn push_filter(q: &mut QueryBuilder<Postgres>, tenant_id: Uuid, f: &ListFilter) 
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        q.push(" AND message ILIKE ")
-            .push_bind(format!("%{escaped}%"));
+        // The stack trace too: exception types and function names.
+        let pattern = format!("%{escaped}%");
+        q.push(" AND (message ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR stack_trace ILIKE ")
+            .push_bind(pattern)
+            .push(")");
     }
 }
 

@@ -5,6 +5,8 @@ pub mod audit;
 pub mod backups;
 pub mod commands;
 pub mod error_groups;
+// Health Monitor: stats, export, retention (issue 12)
+pub mod error_extra;
 pub mod notification_channels;
 pub mod orchestrator;
 pub mod retention_policies;
