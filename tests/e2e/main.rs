@@ -12,6 +12,7 @@ mod durability;
 mod errors;
 mod identity;
 mod ingest_limits;
+mod monitoring;
 mod notifications;
 mod orchestrator;
 mod outage;

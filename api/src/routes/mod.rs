@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod errors;
 pub mod health;
 pub mod identity;
+pub mod monitoring;
 pub mod notifications;
 pub mod orchestrator;
 pub mod retention;
