@@ -301,6 +301,9 @@ impl Monitor {
                 .arg("-inf")
                 .arg(stale)
                 .ignore();
+            // a deployment that stops leaves nothing behind for long
+            pipe.expire(&key, (self.heartbeat_ttl().as_secs() * 10) as i64)
+                .ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
@@ -424,9 +427,12 @@ impl Monitor {
         let mut conn = redis.get().await?;
         for s in &round.services {
             let key = format!("{}:monitor:status:{}", self.deployment(), s.key());
-            let old: Option<String> = redis::cmd("GETSET")
+            let (old,): (Option<String>,) = redis::pipe()
+                .cmd("GETSET")
                 .arg(&key)
                 .arg(s.status)
+                .expire(&key, 7 * 86400)
+                .ignore()
                 .query_async(&mut conn)
                 .await?;
             if old.as_deref().is_some_and(|o| o != s.status) {
