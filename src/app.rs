@@ -354,6 +354,32 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Sluice's own health: every process samples; API processes probe.
+    let monitor = sluice_storage::monitor::Monitor::new(sluice_storage::monitor::MonitorConfig {
+        deployment: cfg.redis_prefix.clone(),
+        ingest: mode.ingest,
+        api: mode.api,
+        worker: mode.worker,
+        sample_every: std::time::Duration::from_secs(cfg.monitor_sample_secs.clamp(1, 10)),
+        probe_every: std::time::Duration::from_secs(cfg.monitor_probe_secs.clamp(1, 30)),
+        data_dir: std::path::PathBuf::from(&cfg.data_dir),
+    });
+    tasks.spawn(
+        monitor
+            .clone()
+            .run_sampler(ch.clone(), redis.clone(), shutdown_rx.clone()),
+    );
+    if mode.api {
+        tasks.spawn(monitor.clone().run_prober(
+            sluice_storage::monitor::probe::Stores {
+                pg: pg.clone(),
+                ch: ch.clone(),
+                redis: redis.clone(),
+            },
+            sluice_storage::live::Publisher::new(redis.clone(), cfg.redis_prefix.clone()),
+            shutdown_rx.clone(),
+        ));
+    }
     let keys = KeyDirectory::default();
     if mode.ingest || mode.api {
         keys.refresh(&pg).await.context("loading API keys")?;
@@ -445,6 +471,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 trusted_proxies: cfg.trusted_proxies.clone(),
             },
         ))
+        .layer(axum::Extension(monitor.clone()))
     });
 
     if mode.worker {
@@ -533,6 +560,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
             ingest,
             api,
             durability,
+            monitor: monitor.clone(),
         });
         tasks.spawn(server::serve(
             listener,

@@ -276,6 +276,13 @@ pub struct Config {
     /// also follows each scheduled backup).
     #[arg(long, env = "SLUICE_RETENTION_SWEEP_SECS", default_value_t = 3600)]
     pub retention_sweep_secs: u64,
+    /// Seconds between samples of the host and of Sluice's request figures
+    /// (monitoring; every process samples).
+    #[arg(long, env = "SLUICE_MONITOR_SAMPLE_SECS", default_value_t = 5)]
+    pub monitor_sample_secs: u64,
+    /// Seconds between probes of Sluice's own services (API processes).
+    #[arg(long, env = "SLUICE_MONITOR_PROBE_SECS", default_value_t = 10)]
+    pub monitor_probe_secs: u64,
 }
 
 impl Config {

@@ -39,6 +39,8 @@ pub struct Dispatch {
     pub api: Option<axum::Router>,
     /// What Redis promises, for `/health` when no API tier answers it.
     pub durability: Inspector,
+    /// Counts every answered request and open connection (monitoring).
+    pub monitor: sluice_storage::monitor::Monitor,
 }
 
 /// How many connections a listener serves, and how long it waits for them.
@@ -65,6 +67,14 @@ impl Dispatch {
         activity: &Arc<Activity>,
         limits: &BodyLimits,
     ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let tier = if self.ingest.is_some()
+            && (sluice_ingest::is_ingest_request(&req) || self.api.is_none())
+        {
+            sluice_storage::monitor::Tier::Ingest
+        } else {
+            sluice_storage::monitor::Tier::Api
+        };
         let busy = activity.busy();
         if req.version() == http::Version::HTTP_2 {
             activity.http2();
@@ -90,6 +100,8 @@ impl Dispatch {
                 http::HeaderValue::from_static("close"),
             );
         }
+        self.monitor
+            .record(tier, res.status().as_u16(), started.elapsed());
         res.map(|b| Body::new(Sending::new(b, busy)))
     }
 
@@ -200,6 +212,7 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let counted = dispatch.monitor.connection();
                 let activity = Activity::new();
                 let d = dispatch.clone();
                 let a = activity.clone();
@@ -227,6 +240,7 @@ pub async fn serve(
                         }
                     }
                     drop(slot);
+                    drop(counted);
                 });
             }
             _ = shutdown.changed() => break,

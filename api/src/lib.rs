@@ -193,6 +193,7 @@ impl ApiState {
 
 /// Every API route, each group rendering errors in its contract's envelope.
 pub fn router(state: ApiState) -> Router {
+    use routes::monitoring;
     use routes::{
         analytics, audit_log, backups, commands, dead_letters, errors, health, identity,
         notifications, retention, schedules, servers, tracking, users,
@@ -214,6 +215,10 @@ pub fn router(state: ApiState) -> Router {
             "/api/settings/retention",
             get(routes::error_retention::get).put(routes::error_retention::put),
         )
+        .route("/api/analytics/performance", get(monitoring::performance))
+        .route("/api/monitoring/services", get(monitoring::services))
+        .route("/api/monitoring/metrics", get(monitoring::metrics))
+        .route("/api/monitoring/uptime", get(monitoring::uptime))
         .route("/api/admin/dead-letters", get(dead_letters::list))
         .route("/api/admin/dead-letters/{id}", delete(dead_letters::drop))
         .route(

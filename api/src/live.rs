@@ -189,6 +189,14 @@ impl Hub {
     /// Hands one event to every socket of `tenant` (and no other). A socket
     /// whose queue is full is kicked out as too slow.
     pub fn deliver(&self, tenant: Uuid, frame: Utf8Bytes) {
+        if tenant == sluice_storage::live::BROADCAST {
+            // Sluice's own events (service status) go to every tenant
+            let tenants: Vec<Uuid> = self.lock().by_tenant.keys().copied().collect();
+            for t in tenants.into_iter().filter(|t| *t != tenant) {
+                self.deliver(t, frame.clone());
+            }
+            return;
+        }
         let mut s = self.lock();
         let Some(conns) = s.by_tenant.get_mut(&tenant) else {
             return;

@@ -23,6 +23,8 @@
 //!   refused for good, and isolating refused items in a batch.
 //! - [`dead_letters`]: the streams of refused events; listing, replaying,
 //!   dropping them.
+//! - [`monitor`]: Sluice's own health: request figures aggregated in
+//!   memory, host samples, service probes and their history.
 //! - [`pg`]: Postgres connection, migrations and repositories.
 //! - [`ch`]: ClickHouse connection, the versioned schema runner and queries.
 //!
@@ -38,6 +40,7 @@ pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod model;
+pub mod monitor;
 pub mod ops;
 pub mod pg;
 pub mod ratelimit;

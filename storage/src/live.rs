@@ -21,6 +21,10 @@ pub fn channel(prefix: &str, tenant: Uuid) -> String {
     format!("{prefix}:live:{tenant}")
 }
 
+/// The "tenant" of events for every tenant (Sluice's own service status):
+/// the API tier hands what arrives on its channel to every socket.
+pub const BROADCAST: Uuid = Uuid::nil();
+
 /// The pattern matching every tenant's channel (glob characters in the
 /// prefix are escaped, so it matches this prefix's channels only).
 pub fn pattern(prefix: &str) -> String {

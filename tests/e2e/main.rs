@@ -13,6 +13,7 @@ mod errors;
 mod errors_extra;
 mod identity;
 mod ingest_limits;
+mod monitoring;
 mod notifications;
 mod orchestrator;
 mod outage;

@@ -11,6 +11,7 @@ pub mod error_export;
 pub mod error_retention;
 pub mod health;
 pub mod identity;
+pub mod monitoring;
 pub mod notifications;
 pub mod orchestrator;
 pub mod retention;

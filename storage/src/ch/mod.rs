@@ -5,6 +5,7 @@
 //! current releases: no `TTL`, `LowCardinality` or `DateTime64`.
 
 pub mod events;
+pub mod monitoring;
 pub mod operations;
 // Health Monitor: retention by whole partitions (issue 12)
 pub mod retention;

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
         "operations",
         include_str!("../../../migrations/clickhouse/0002_operations.sql"),
     ),
+    (
+        3,
+        "monitoring",
+        include_str!("../../../migrations/clickhouse/0003_monitoring.sql"),
+    ),
 ];
 
 /// Splits a file into statements, dropping comments and blank pieces.
