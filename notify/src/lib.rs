@@ -77,6 +77,10 @@ pub struct Notification {
     /// Structured context (an object, or null).
     pub details: Value,
     pub timestamp: DateTime<Utc>,
+    /// A product's own webhook body (the alert engine's `alert_triggered`
+    /// message): when set, webhooks post it instead of the generic one.
+    #[serde(skip)]
+    pub webhook_body: Option<Value>,
 }
 
 impl Notification {
@@ -87,7 +91,14 @@ impl Notification {
             message: message.into(),
             details: Value::Null,
             timestamp: Utc::now(),
+            webhook_body: None,
         }
+    }
+
+    /// Sets the body webhooks post for this notification.
+    pub fn with_webhook_body(mut self, body: Value) -> Self {
+        self.webhook_body = Some(body);
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
