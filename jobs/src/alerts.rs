@@ -272,7 +272,7 @@ impl Engine {
         };
         let ids: Vec<i64> = channels
             .iter()
-            .filter(|c| rule.notifications.iter().any(|n| *n == c.fields.kind))
+            .filter(|c| rule.notifications.contains(&c.fields.kind))
             .map(|c| c.id)
             .collect();
         if ids.is_empty() {
@@ -383,7 +383,18 @@ mod tests {
         assert_eq!(parse_window("5m"), Some(300));
         assert_eq!(parse_window("1h"), Some(3600));
         assert_eq!(parse_window("2d"), Some(172800));
-        for bad in ["", "m", "5", "5x", "-5m", "1.5m", "0m", " 5m", "5 m", "99999999999999d"] {
+        for bad in [
+            "",
+            "m",
+            "5",
+            "5x",
+            "-5m",
+            "1.5m",
+            "0m",
+            " 5m",
+            "5 m",
+            "99999999999999d",
+        ] {
             assert_eq!(parse_window(bad), None, "{bad:?}");
         }
     }

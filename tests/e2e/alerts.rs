@@ -98,7 +98,10 @@ async fn other_tenant(app: &TestApp) -> (Uuid, String) {
 fn assert_error(status: u16, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["status"], "error", "{body}");
-    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
 }
 
 async fn create_rule(app: &TestApp, body: Value) -> Value {
@@ -286,7 +289,8 @@ async fn incidents_crud_filters_validation_and_isolation() {
 
     let (s, b) = status_json(app.post(INCIDENTS).json(&json!({
         "title": "Database Connection Timeout", "severity": "critical",
-        "description": "Multiple timeouts", "assigned_to": "user-123"}))).await;
+        "description": "Multiple timeouts", "assigned_to": "user-123"})))
+    .await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["status"], "success");
     let a = b["data"].clone();
@@ -324,8 +328,17 @@ async fn incidents_crud_filters_validation_and_isolation() {
     assert_eq!(crit.len(), 1);
     assert_eq!(crit[0]["id"], a_id.as_str());
     assert_eq!(incidents(&app, "?limit=1").await.len(), 1);
-    assert_eq!(incidents(&app, "?limit=1&offset=1").await[0]["id"], a_id.as_str());
-    for q in ["?status=open", "?severity=urgent", "?limit=0", "?limit=1001", "?limit=x"] {
+    assert_eq!(
+        incidents(&app, "?limit=1&offset=1").await[0]["id"],
+        a_id.as_str()
+    );
+    for q in [
+        "?status=open",
+        "?severity=urgent",
+        "?limit=0",
+        "?limit=1001",
+        "?limit=x",
+    ] {
         let (s, b) = app.get_json(&format!("{INCIDENTS}{q}")).await;
         assert_error(s, &b, 400);
     }
@@ -359,8 +372,7 @@ async fn incidents_crud_filters_validation_and_isolation() {
 
     // Another tenant: empty list, 404 on update, nothing changed.
     let (_, other) = other_tenant(&app).await;
-    let (s, b) =
-        status_json(app.http.get(app.url(INCIDENTS)).header("X-API-Key", &other)).await;
+    let (s, b) = status_json(app.http.get(app.url(INCIDENTS)).header("X-API-Key", &other)).await;
     assert_eq!(s, 200);
     assert_eq!(b["data"]["incidents"], json!([]));
     let (s, b) = status_json(
@@ -376,9 +388,8 @@ async fn incidents_crud_filters_validation_and_isolation() {
     app.stop().await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open_ws(app: &TestApp, key: &str) -> Ws {
     let url = format!(
@@ -403,7 +414,9 @@ async fn next_alert(ws: &mut Ws, within: Duration) -> Option<Value> {
     }
 }
 
-fn spawn_alerting(tweak: impl FnOnce(&mut sluice::config::Config)) -> impl FnOnce(&mut sluice::config::Config) {
+fn spawn_alerting(
+    tweak: impl FnOnce(&mut sluice::config::Config),
+) -> impl FnOnce(&mut sluice::config::Config) {
     move |c| {
         c.alert_eval_ms = 200;
         tweak(c);
@@ -433,10 +446,14 @@ async fn threshold_rule_fires_once_into_a_webhook_and_the_tenants_ws() {
 
     // Occurrences that miss a filter do not count.
     for i in 0..3 {
-        app.post_error(json!({"message": format!("miss source {i}"), "level": "error", "source": "search"}))
-            .await;
-        app.post_error(json!({"message": format!("miss level {i}"), "level": "warning", "source": "checkout"}))
-            .await;
+        app.post_error(
+            json!({"message": format!("miss source {i}"), "level": "error", "source": "search"}),
+        )
+        .await;
+        app.post_error(
+            json!({"message": format!("miss level {i}"), "level": "warning", "source": "checkout"}),
+        )
+        .await;
     }
     // Two matching ones: not strictly more than the threshold.
     for _ in 0..2 {
@@ -447,7 +464,10 @@ async fn threshold_rule_fires_once_into_a_webhook_and_the_tenants_ws() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(rx.got().is_empty(), "fired too early: {:?}", rx.got());
     assert!(incidents(&app, "").await.is_empty());
-    assert_eq!(rule_fetch(&app, &rule_id).await["last_triggered"], Value::Null);
+    assert_eq!(
+        rule_fetch(&app, &rule_id).await["last_triggered"],
+        Value::Null
+    );
 
     // The third matching occurrence makes it fire.
     app.post_error(json!({"message": "card declined", "level": "error", "source": "checkout"}))
@@ -458,13 +478,20 @@ async fn threshold_rule_fires_once_into_a_webhook_and_the_tenants_ws() {
     })
     .await;
     let hook = &got[0];
-    assert!(hook.content_type.starts_with("application/json"), "{}", hook.content_type);
+    assert!(
+        hook.content_type.starts_with("application/json"),
+        "{}",
+        hook.content_type
+    );
     let body = &hook.body;
     assert_eq!(body["type"], "alert_triggered", "{body}");
     assert_eq!(body["rule"]["id"], rule_id.as_str());
     assert_eq!(body["rule"]["name"], "Checkout errors");
     assert_eq!(body["rule"]["severity"], "critical");
-    assert!(body["incident"]["title"].as_str().unwrap().contains("Checkout errors"));
+    assert!(body["incident"]["title"]
+        .as_str()
+        .unwrap()
+        .contains("Checkout errors"));
     assert!(is_iso(&body["triggered_at"]), "{body}");
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     let incident_id = body["incident"]["id"].as_str().unwrap().to_string();
@@ -475,7 +502,10 @@ async fn threshold_rule_fires_once_into_a_webhook_and_the_tenants_ws() {
     assert_eq!(open[0]["rule_id"], rule_id.as_str());
     assert_eq!(open[0]["severity"], "critical");
     assert_eq!(open[0]["status"], "investigating");
-    assert!(open[0]["title"].as_str().unwrap().contains("Checkout errors"));
+    assert!(open[0]["title"]
+        .as_str()
+        .unwrap()
+        .contains("Checkout errors"));
     assert!(is_iso(&rule_fetch(&app, &rule_id).await["last_triggered"]));
 
     let event = next_alert(&mut ws_mine, Duration::from_secs(10))
@@ -602,8 +632,7 @@ async fn new_error_rule_fires_for_a_new_fingerprint_only() {
 async fn two_engines_fire_a_rule_once() {
     let app = TestApp::spawn_with(Mode::ALL, spawn_alerting(|_| {})).await;
     // A second engine of the same deployment, as another worker process.
-    let secret =
-        sluice_auth::signing_secret(app.cfg.secret_key.as_deref(), app.cfg.dev).unwrap();
+    let secret = sluice_auth::signing_secret(app.cfg.secret_key.as_deref(), app.cfg.dev).unwrap();
     let live = sluice_storage::live::Publisher::new(
         app.running.redis.clone(),
         app.cfg.redis_prefix.clone(),

@@ -67,14 +67,19 @@ fn opt_text(v: &Value, field: &str, max: usize) -> ApiResult<Option<String>> {
 fn req_text(v: &Value, field: &str, max: usize) -> ApiResult<String> {
     match opt_text(v, field, max)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
-        _ => Err(bad(format!("{field} is required and must be a non-empty string"))),
+        _ => Err(bad(format!(
+            "{field} is required and must be a non-empty string"
+        ))),
     }
 }
 
 fn choice(v: &Value, field: &str, allowed: &[&str]) -> ApiResult<String> {
     match v.as_str() {
         Some(s) if allowed.contains(&s) => Ok(s.to_string()),
-        _ => Err(bad(format!("{field} must be one of {}", allowed.join(", ")))),
+        _ => Err(bad(format!(
+            "{field} must be one of {}",
+            allowed.join(", ")
+        ))),
     }
 }
 

@@ -74,13 +74,11 @@ pub async fn create_rule(
     namespace: &str,
     f: &RuleFields,
 ) -> Result<AlertRule> {
-    let sql = concat!(
-        "INSERT INTO alert_rules (tenant_id, namespace, name, condition, threshold, time_window, window_secs,
+    let sql = "INSERT INTO alert_rules (tenant_id, namespace, name, condition, threshold, time_window, window_secs,
                                   enabled, notifications, severity, source, level, environment)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          RETURNING id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
-                   severity, source, level, environment, last_triggered, checked_until, created_at, updated_at"
-    );
+                   severity, source, level, environment, last_triggered, checked_until, created_at, updated_at";
     Ok(sqlx::query_as::<_, AlertRule>(sql)
         .bind(tenant)
         .bind(namespace)
@@ -101,11 +99,9 @@ pub async fn create_rule(
 
 /// Every rule of the tenant, in creation order.
 pub async fn list_rules(pool: &PgPool, tenant: Uuid) -> Result<Vec<AlertRule>> {
-    let sql = concat!(
-        "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
+    let sql = "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
                 severity, source, level, environment, last_triggered, checked_until, created_at, updated_at
-         FROM alert_rules WHERE tenant_id = $1 ORDER BY id"
-    );
+         FROM alert_rules WHERE tenant_id = $1 ORDER BY id";
     Ok(sqlx::query_as::<_, AlertRule>(sql)
         .bind(tenant)
         .fetch_all(pool)
@@ -113,11 +109,9 @@ pub async fn list_rules(pool: &PgPool, tenant: Uuid) -> Result<Vec<AlertRule>> {
 }
 
 pub async fn get_rule(pool: &PgPool, tenant: Uuid, id: i64) -> Result<Option<AlertRule>> {
-    let sql = concat!(
-        "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
+    let sql = "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
                 severity, source, level, environment, last_triggered, checked_until, created_at, updated_at
-         FROM alert_rules WHERE tenant_id = $1 AND id = $2"
-    );
+         FROM alert_rules WHERE tenant_id = $1 AND id = $2";
     Ok(sqlx::query_as::<_, AlertRule>(sql)
         .bind(tenant)
         .bind(id)
@@ -134,15 +128,13 @@ pub async fn update_rule(
     id: i64,
     f: &RuleFields,
 ) -> Result<Option<AlertRule>> {
-    let sql = concat!(
-        "UPDATE alert_rules SET name = $3, condition = $4, threshold = $5, time_window = $6, window_secs = $7,
+    let sql = "UPDATE alert_rules SET name = $3, condition = $4, threshold = $5, time_window = $6, window_secs = $7,
                 checked_until = CASE WHEN NOT enabled AND $8 THEN now() ELSE checked_until END,
                 enabled = $8, notifications = $9, severity = $10, source = $11, level = $12,
                 environment = $13, updated_at = now()
          WHERE tenant_id = $1 AND id = $2
          RETURNING id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
-                   severity, source, level, environment, last_triggered, checked_until, created_at, updated_at"
-    );
+                   severity, source, level, environment, last_triggered, checked_until, created_at, updated_at";
     Ok(sqlx::query_as::<_, AlertRule>(sql)
         .bind(tenant)
         .bind(id)
@@ -177,11 +169,9 @@ pub async fn delete_rule(pool: &PgPool, tenant: Uuid, id: i64) -> Result<bool> {
 
 /// The enabled rules the engines of `namespace` evaluate, across tenants.
 pub async fn enabled_rules(pool: &PgPool, namespace: &str) -> Result<Vec<AlertRule>> {
-    let sql = concat!(
-        "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
+    let sql = "SELECT id, tenant_id, name, condition, threshold, time_window, window_secs, enabled, notifications,
                 severity, source, level, environment, last_triggered, checked_until, created_at, updated_at
-         FROM alert_rules WHERE namespace = $1 AND enabled ORDER BY id"
-    );
+         FROM alert_rules WHERE namespace = $1 AND enabled ORDER BY id";
     Ok(sqlx::query_as::<_, AlertRule>(sql)
         .bind(namespace)
         .fetch_all(pool)
@@ -198,12 +188,10 @@ pub async fn claim_new_error_range(
     seen: DateTime<Utc>,
     lag_secs: f64,
 ) -> Result<Option<DateTime<Utc>>> {
-    let sql = concat!(
-        "UPDATE alert_rules
+    let sql = "UPDATE alert_rules
             SET checked_until = GREATEST(checked_until, now() - make_interval(secs => $3))
           WHERE id = $1 AND enabled AND checked_until = $2
-          RETURNING checked_until"
-    );
+          RETURNING checked_until";
     Ok(sqlx::query_scalar::<_, DateTime<Utc>>(sql)
         .bind(rule_id)
         .bind(seen)
@@ -229,14 +217,12 @@ pub async fn new_groups(
     until: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<NewGroup>> {
-    let sql = concat!(
-        "SELECT id, fingerprint, message FROM error_groups
+    let sql = "SELECT id, fingerprint, message FROM error_groups
           WHERE tenant_id = $1 AND created_at > $2 AND created_at <= $3
             AND ($4::text IS NULL OR level = $4)
             AND ($5::text IS NULL OR source = $5)
             AND ($6::text IS NULL OR environment = $6)
-          ORDER BY created_at LIMIT $7"
-    );
+          ORDER BY created_at LIMIT $7";
     Ok(sqlx::query_as::<_, NewGroup>(sql)
         .bind(rule.tenant_id)
         .bind(after)
@@ -295,12 +281,10 @@ pub async fn fire(
     description: &str,
 ) -> Result<Option<Incident>> {
     let mut tx = pool.begin().await?;
-    let sql = concat!(
-        "INSERT INTO alert_incidents (tenant_id, rule_id, title, severity, status, description)
+    let sql = "INSERT INTO alert_incidents (tenant_id, rule_id, title, severity, status, description)
          SELECT tenant_id, id, $2, severity, 'investigating', $3 FROM alert_rules WHERE id = $1 AND enabled
          ON CONFLICT (rule_id) WHERE status <> 'resolved' DO NOTHING
-         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at"
-    );
+         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at";
     let incident = sqlx::query_as::<_, Incident>(sql)
         .bind(rule_id)
         .bind(title)
@@ -317,16 +301,10 @@ pub async fn fire(
     Ok(incident)
 }
 
-pub async fn create_incident(
-    pool: &PgPool,
-    tenant: Uuid,
-    f: &IncidentFields,
-) -> Result<Incident> {
-    let sql = concat!(
-        "INSERT INTO alert_incidents (tenant_id, title, severity, status, description, assigned_to)
+pub async fn create_incident(pool: &PgPool, tenant: Uuid, f: &IncidentFields) -> Result<Incident> {
+    let sql = "INSERT INTO alert_incidents (tenant_id, title, severity, status, description, assigned_to)
          VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at"
-    );
+         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at";
     Ok(sqlx::query_as::<_, Incident>(sql)
         .bind(tenant)
         .bind(&f.title)
@@ -339,10 +317,8 @@ pub async fn create_incident(
 }
 
 pub async fn get_incident(pool: &PgPool, tenant: Uuid, id: i64) -> Result<Option<Incident>> {
-    let sql = concat!(
-        "SELECT id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at
-         FROM alert_incidents WHERE tenant_id = $1 AND id = $2"
-    );
+    let sql = "SELECT id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at
+         FROM alert_incidents WHERE tenant_id = $1 AND id = $2";
     Ok(sqlx::query_as::<_, Incident>(sql)
         .bind(tenant)
         .bind(id)
@@ -358,12 +334,10 @@ pub async fn update_incident(
     id: i64,
     f: &IncidentFields,
 ) -> Result<Option<Incident>> {
-    let sql = concat!(
-        "UPDATE alert_incidents SET title = $3, severity = $4, status = $5, description = $6, assigned_to = $7,
+    let sql = "UPDATE alert_incidents SET title = $3, severity = $4, status = $5, description = $6, assigned_to = $7,
                 updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')
          WHERE tenant_id = $1 AND id = $2
-         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at"
-    );
+         RETURNING id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at";
     Ok(sqlx::query_as::<_, Incident>(sql)
         .bind(tenant)
         .bind(id)
@@ -386,12 +360,10 @@ pub async fn list_incidents(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Incident>> {
-    let sql = concat!(
-        "SELECT id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at
+    let sql = "SELECT id, tenant_id, rule_id, title, severity, status, description, assigned_to, created_at, updated_at
          FROM alert_incidents
          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR severity = $3)
-         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5"
-    );
+         ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5";
     Ok(sqlx::query_as::<_, Incident>(sql)
         .bind(tenant)
         .bind(status)
