@@ -204,6 +204,10 @@ fn job_settings(cfg: &Config) -> sluice_jobs::JobSettings {
             sweep_every: std::time::Duration::from_secs(cfg.retention_sweep_secs.max(1)),
             ..Default::default()
         },
+        alerts: sluice_jobs::alerts::AlertSettings {
+            every: std::time::Duration::from_millis(cfg.alert_eval_ms.max(50)),
+            ..Default::default()
+        },
         ..sluice_jobs::JobSettings::default()
     }
 }
@@ -517,6 +521,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
                 }),
             masking_secret: secret.to_string(),
             settings: job_settings(cfg),
+            ch: Some(ch.clone()),
         };
         let job_worker = wcfg.consumer.clone();
         let mut jobs_rx = shutdown_rx.clone();

@@ -272,6 +272,10 @@ pub struct Config {
     /// Milliseconds between the scheduler's looks for due schedules.
     #[arg(long, env = "SLUICE_SCHEDULE_TICK_MS", default_value_t = 5000)]
     pub schedule_tick_ms: u64,
+    /// Milliseconds between the alert engine's evaluations of every
+    /// enabled alert rule.
+    #[arg(long, env = "SLUICE_ALERT_EVAL_MS", default_value_t = 30000)]
+    pub alert_eval_ms: u64,
     /// Seconds between retention sweeps of each scheduled database (one
     /// also follows each scheduled backup).
     #[arg(long, env = "SLUICE_RETENTION_SWEEP_SECS", default_value_t = 3600)]

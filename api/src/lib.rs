@@ -251,6 +251,22 @@ pub fn router(state: ApiState) -> Router {
         .route(
             "/api/settings/integrations/{name}/test",
             post(routes::settings::test),
+        )
+        .route(
+            "/api/alerts/rules",
+            get(routes::alerts::list_rules).post(routes::alerts::create_rule),
+        )
+        .route(
+            "/api/alerts/rules/{id}",
+            put(routes::alerts::update_rule).delete(routes::alerts::delete_rule),
+        )
+        .route(
+            "/api/alerts/incidents",
+            get(routes::alerts::list_incidents).post(routes::alerts::create_incident),
+        )
+        .route(
+            "/api/alerts/incidents/{id}",
+            put(routes::alerts::update_incident),
         );
     let tracking_routes = Router::new()
         .route("/api/v1/tracking/dashboard", get(tracking::dashboard))

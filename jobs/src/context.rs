@@ -46,6 +46,8 @@ pub struct JobSettings {
     pub health: crate::health::HealthSettings,
     /// The scheduler and its retention sweeps.
     pub schedules: crate::schedules::ScheduleSettings,
+    /// The alert engine.
+    pub alerts: crate::alerts::AlertSettings,
 }
 
 impl Default for JobSettings {
@@ -69,6 +71,7 @@ impl Default for JobSettings {
             poll_every: Duration::from_millis(500),
             health: crate::health::HealthSettings::default(),
             schedules: crate::schedules::ScheduleSettings::default(),
+            alerts: crate::alerts::AlertSettings::default(),
         }
     }
 }
@@ -90,4 +93,6 @@ pub struct JobContext {
     /// Secret from which per-tenant masking keys are derived.
     pub masking_secret: String,
     pub settings: JobSettings,
+    /// ClickHouse, for the alert engine's counts (none: no engine runs).
+    pub ch: Option<clickhouse::Client>,
 }

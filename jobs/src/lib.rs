@@ -24,6 +24,7 @@
 //! ([`commands`]), their templates substituted by [`template`]. Schema migration executions
 //! ([`migrations`]) run the orchestrator's phased executor.
 
+pub mod alerts;
 pub mod attempt;
 pub mod backups;
 pub mod commands;

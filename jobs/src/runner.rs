@@ -1,5 +1,5 @@
 //! `sluice worker`'s job side: the servers' health check ([`crate::health`]),
-//! the scheduler ([`crate::schedules`])
+//! the scheduler ([`crate::schedules`]), the alert engine ([`crate::alerts`])
 //! and one apalis worker per job kind, on the
 //! `apalis-postgres` backend (an idle worker polls its queue every
 //! [`crate::JobSettings::poll_every`]; no connection is held open for
@@ -172,6 +172,17 @@ pub async fn run(
         s.schedules.clone(),
         stop.clone(),
     ));
+    let alert_engine = ctx.ch.clone().map(|ch| {
+        let engine = crate::alerts::Engine {
+            pg: ctx.pg.clone(),
+            ch,
+            notifier: ctx.notifier.clone(),
+            live: ctx.live.clone(),
+            namespace: ctx.namespace.clone(),
+            settings: s.alerts.clone(),
+        };
+        tokio::spawn(engine.run(stop.clone()))
+    });
     let result = Monitor::new()
         .register(backup)
         .register(restore)
@@ -188,5 +199,8 @@ pub async fn run(
         .map_err(|e| JobError::Transient(format!("job workers: {e}")));
     health.abort();
     scheduler.abort();
+    if let Some(a) = alert_engine {
+        a.abort();
+    }
     result
 }

@@ -81,6 +81,10 @@ pub struct Notification {
     /// `test` for an integration's test message.
     #[serde(skip)]
     pub event_type: &'static str,
+    /// A product's own webhook body (the alert engine's `alert_triggered`
+    /// message): when set, webhooks post it instead of the generic one.
+    #[serde(skip)]
+    pub webhook_body: Option<Value>,
 }
 
 impl Notification {
@@ -92,6 +96,7 @@ impl Notification {
             details: Value::Null,
             timestamp: Utc::now(),
             event_type: "notification",
+            webhook_body: None,
         }
     }
 
@@ -99,6 +104,12 @@ impl Notification {
     /// `test`).
     pub fn as_test(mut self) -> Self {
         self.event_type = "test";
+        self
+    }
+
+    /// Sets the body webhooks post for this notification.
+    pub fn with_webhook_body(mut self, body: Value) -> Self {
+        self.webhook_body = Some(body);
         self
     }
 

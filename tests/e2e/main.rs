@@ -2,6 +2,7 @@
 //! Redis, Postgres and ClickHouse, used over HTTP as a client would. Each
 //! test has its own tenant and its own Redis key prefix.
 
+mod alerts;
 mod analytics;
 mod audit;
 mod backups;

@@ -663,10 +663,13 @@ async fn team_lists_members_and_invitations() {
     app.stop().await;
 }
 
-/// One request the receiver got.
+/// The requests a receiver got: headers and body.
+type Received = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+/// A local webhook receiver's state.
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Received,
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {

@@ -1,5 +1,6 @@
 //! Route handlers, one module per group.
 
+pub mod alerts;
 pub mod analytics;
 pub mod audit_log;
 pub mod backups;

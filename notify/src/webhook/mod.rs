@@ -35,8 +35,11 @@ pub fn parse(c: &Map<String, Value>) -> Result<Config, Vec<FieldProblem>> {
     r.finish(Config { url, secret })
 }
 
-/// The body posted for `n`.
+/// The body posted for `n`: its own webhook body when it has one.
 pub fn body(n: &Notification) -> Value {
+    if let Some(b) = &n.webhook_body {
+        return b.clone();
+    }
     json!({
         "type": n.event_type,
         "message": n.message,

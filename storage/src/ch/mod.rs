@@ -4,6 +4,7 @@
 //! Every statement runs on ClickHouse 18.16 (Debian's package) as well as on
 //! current releases: no `TTL`, `LowCardinality` or `DateTime64`.
 
+pub mod alert_counts;
 pub mod events;
 pub mod monitoring;
 pub mod operations;

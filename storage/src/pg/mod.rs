@@ -1,5 +1,6 @@
 //! Postgres: the pool, migrations, and one repository module per entity.
 
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod backups;
