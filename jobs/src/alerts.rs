@@ -30,7 +30,7 @@ use sluice_notify::{Level, Notification, Notifier};
 use sluice_storage::ch::alert_counts;
 use sluice_storage::live::Publisher;
 use sluice_storage::pg::alerts::{self, AlertRule, Incident};
-use sluice_storage::pg::notification_channels;
+use sluice_storage::pg::{notification_channels, settings};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -68,6 +68,8 @@ pub struct Engine {
     /// without notifications).
     pub notifier: Option<Notifier>,
     pub live: Publisher,
+    /// Opens the secrets of the tenant's configured integrations.
+    pub secrets: sluice_storage::secrets::SecretBox,
     pub namespace: String,
     pub settings: AlertSettings,
 }
@@ -263,22 +265,6 @@ impl Engine {
             tracing::warn!("no notifier: alert notifications not sent");
             return;
         };
-        let channels = match notification_channels::list(&self.pg, rule.tenant_id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "alert notifications not sent: channels unreadable");
-                return;
-            }
-        };
-        let ids: Vec<i64> = channels
-            .iter()
-            .filter(|c| rule.notifications.contains(&c.fields.kind))
-            .map(|c| c.id)
-            .collect();
-        if ids.is_empty() {
-            tracing::info!("no channel configured for the rule's notifications");
-            return;
-        }
         let message = format!("Alert \"{}\" fired: {}", rule.name, firing.message);
         let body = json!({
             "type": "alert_triggered",
@@ -294,7 +280,40 @@ impl Engine {
                 "severity": rule.severity,
             }))
             .with_webhook_body(body);
-        if let Err(e) = notifier.notify(rule.tenant_id, &ids, &n).await {
+        // Each listed name: the integration configured in the settings
+        // (`/api/settings/integrations/{name}`), else the tenant's enabled
+        // notification channels of that type.
+        let mut channel_ids = Vec::new();
+        for name in &rule.notifications {
+            match settings::integration(&self.pg, rule.tenant_id, name).await {
+                Ok(Some(row)) => {
+                    let sent = match settings::open_config(&self.secrets, &row) {
+                        Ok(config) => notifier
+                            .send_to(name, &config, &n)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!(integration = %name, error = %e, "alert notification not delivered");
+                    }
+                }
+                Ok(None) => match notification_channels::list(&self.pg, rule.tenant_id).await {
+                    Ok(channels) => channel_ids.extend(
+                        channels
+                            .iter()
+                            .filter(|c| &c.fields.kind == name)
+                            .map(|c| c.id),
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "notification channels unreadable"),
+                },
+                Err(e) => tracing::warn!(integration = %name, error = %e, "integration unreadable"),
+            }
+        }
+        if channel_ids.is_empty() {
+            return;
+        }
+        if let Err(e) = notifier.notify(rule.tenant_id, &channel_ids, &n).await {
             tracing::warn!(error = %e, "alert notifications not sent");
         }
     }

@@ -178,6 +178,7 @@ pub async fn run(
             ch,
             notifier: ctx.notifier.clone(),
             live: ctx.live.clone(),
+            secrets: ctx.secrets.clone(),
             namespace: ctx.namespace.clone(),
             settings: s.alerts.clone(),
         };

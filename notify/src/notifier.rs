@@ -126,6 +126,25 @@ impl Notifier {
         o
     }
 
+    /// Delivers `n` through a channel of `kind` built from `config` (its
+    /// secrets already opened: an integration configured in the Health
+    /// Monitor's settings rather than in the channel list), with the same
+    /// retries; answers whether it was delivered.
+    pub async fn send_to(
+        &self,
+        kind: &str,
+        config: &serde_json::Map<String, Value>,
+        n: &Notification,
+    ) -> Result<(), NotifyError> {
+        let channel = registry::build(kind, config, &self.http)?;
+        let (result, attempts) = self.policy.run(|| channel.send(n)).await;
+        match &result {
+            Ok(()) => tracing::info!(kind, attempts, "notification delivered"),
+            Err(e) => tracing::warn!(kind, attempts, error = %e, "notification not delivered"),
+        }
+        result
+    }
+
     /// One channel's delivery with retries; its outcome is recorded.
     pub async fn deliver(&self, ch: &NotificationChannel, n: &Notification) -> Outcome {
         let span = tracing::info_span!(

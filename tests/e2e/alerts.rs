@@ -427,7 +427,30 @@ fn spawn_alerting(
 async fn threshold_rule_fires_once_into_a_webhook_and_the_tenants_ws() {
     let app = TestApp::spawn_with(Mode::ALL, spawn_alerting(|_| {})).await;
     let (url, rx) = start_receiver().await;
-    add_webhook(&app, app.tenant_id, &url).await;
+    // The tenant's webhook integration, configured as a client does (with
+    // an admin key of the tenant).
+    let perms = vec!["admin".to_string()];
+    let (_, admin) = sluice_storage::pg::api_keys::create(
+        &app.running.pg,
+        &sluice_storage::pg::api_keys::NewKey {
+            tenant_id: app.tenant_id,
+            name: "admin",
+            permissions: &perms,
+            rate_limit_per_min: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    wait_for("the webhook integration configured", || {
+        let r = app
+            .http
+            .put(app.url("/api/settings/integrations/webhook"))
+            .header("X-API-Key", &admin)
+            .json(&json!({"config": {"url": url}}));
+        async move { (r.send().await.unwrap().status() == 200).then_some(()) }
+    })
+    .await;
     let (other_tenant_id, other_key) = other_tenant(&app).await;
     // The other tenant has a webhook too, and must get nothing.
     let (other_url, other_rx) = start_receiver().await;
@@ -647,6 +670,7 @@ async fn two_engines_fire_a_rule_once() {
             sluice_notify::http_client().unwrap(),
         )),
         live,
+        secrets: sluice_storage::secrets::SecretBox::new(&secret),
         namespace: app.cfg.redis_prefix.clone(),
         settings: sluice_jobs::alerts::AlertSettings {
             every: Duration::from_millis(200),

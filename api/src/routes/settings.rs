@@ -346,17 +346,7 @@ fn is_secret(kind: &str, field: &str) -> bool {
 
 /// A stored integration's whole config (secrets opened).
 fn open(state: &ApiState, row: &IntegrationRow) -> ApiResult<Map<String, Value>> {
-    let mut config = match &row.config.0 {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    if let Some(sealed) = &row.secrets_sealed {
-        let plain = state.secrets.open(sealed)?;
-        if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&plain) {
-            config.extend(m);
-        }
-    }
-    Ok(config)
+    Ok(settings::open_config(&state.secrets, row)?)
 }
 
 fn integration_json(state: &ApiState, name: &str, row: Option<&IntegrationRow>) -> Value {

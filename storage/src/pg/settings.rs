@@ -217,3 +217,23 @@ pub async fn record_test(pool: &PgPool, tenant: Uuid, name: &str, ok: bool) -> R
     .await?;
     Ok(())
 }
+
+/// An integration's whole config: its public settings with its sealed
+/// secrets opened into them.
+pub fn open_config(
+    secrets: &crate::secrets::SecretBox,
+    row: &IntegrationRow,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut config = match &row.config.0 {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    if let Some(sealed) = &row.secrets_sealed {
+        let plain = secrets.open(sealed)?;
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&plain)
+        {
+            config.extend(m);
+        }
+    }
+    Ok(config)
+}
