@@ -205,7 +205,7 @@ mod tests {
         let (d, w, m) = stat_windows(now);
         assert_eq!(d, Utc.with_ymd_and_hms(2025, 3, 2, 0, 0, 0).unwrap());
         assert_eq!(w, Utc.with_ymd_and_hms(2025, 2, 24, 0, 0, 0).unwrap());
-        assert_eq!(m, Utc.with_ymd_and_hms(2025, 1, 31, 0, 0, 0).unwrap());
+        assert_eq!(m, Utc.with_ymd_and_hms(2025, 2, 1, 0, 0, 0).unwrap()); // 30 days, today included
         assert!(m <= w && w <= d && d <= now);
     }
 
