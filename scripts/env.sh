@@ -10,3 +10,5 @@ export CLICKHOUSE_URL="${CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 # mimalloc (Sluice's allocator) commits its arenas on demand: a third less
 # peak memory for the same CPU (BENCHMARKS.md).
 export MIMALLOC_ARENA_EAGER_COMMIT="${MIMALLOC_ARENA_EAGER_COMMIT:-0}"
+# A Python venv of Sluice's test tools (schemathesis, sentry-sdk).
+export SLUICE_PY="${SLUICE_PY:-$HOME/.cache/sluice-py}"

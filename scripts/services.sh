@@ -4,6 +4,7 @@
 # started only when not answering. Safe to run again and again.
 set -euo pipefail
 
+source "$(dirname "$0")/env.sh"
 log() { printf '[services] %s\n' "$*" >&2; }
 
 SUDO=""
@@ -33,8 +34,9 @@ command -v curl >/dev/null || apt_install curl ca-certificates
 # --- Build tools ---------------------------------------------------------------
 # The orchestrator parses SQL with PostgreSQL's own grammar (the pg_query
 # crate builds libpg_query with cc and generates its bindings with bindgen,
-# which loads libclang at build time).
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || apt_install libclang-dev
+# which loads libclang at build time). libclang-cpp alone is not it.
+ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 \
+    || apt_install libclang-dev
 
 # --- Redis -----------------------------------------------------------------
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
@@ -149,6 +151,18 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
     || python3 -m pip install -q --break-system-packages aiosmtpd
 fi
 log "aiosmtpd ok ($(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)'))"
+
+# --- Python tools in a venv of their own (outside the clone) -----------------
+# schemathesis (the OpenAPI document's conformance test) and the official
+# Sentry SDK (the Sentry-protocol ingest tests), pinned; kept apart from the
+# system Python so their dependencies cannot clash with moto's.
+if ! "$SLUICE_PY/bin/python" -c 'import schemathesis, sentry_sdk' >/dev/null 2>&1; then
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv
+  log "creating $SLUICE_PY (schemathesis, sentry-sdk)"
+  python3 -m venv "$SLUICE_PY"
+  "$SLUICE_PY/bin/pip" install -q 'schemathesis==4.32.5' 'sentry-sdk==2.75.0'
+fi
+log "python tools ok ($("$SLUICE_PY/bin/st" --version), sentry-sdk $("$SLUICE_PY/bin/python" -c 'import sentry_sdk; print(sentry_sdk.VERSION)'))"
 
 # --- OpenSSH server binary (backup SSH transport tests) -----------------------
 # The backup crate's SSH and docker transport tests start their own sshd

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod live;
+pub mod openapi;
 pub mod routes;
 pub mod throttle;
 pub mod validate;
@@ -31,6 +32,7 @@ use sluice_storage::keys::KeyDirectory;
 use sluice_storage::ratelimit::KeyLimiter;
 use sluice_storage::secrets::SecretBox;
 use sluice_storage::streams::StreamLayout;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{family_layer, Family};
 
@@ -198,7 +200,7 @@ pub fn router(state: ApiState) -> Router {
         analytics, audit_log, backups, commands, dead_letters, errors, health, identity,
         notifications, retention, schedules, servers, tracking, users,
     };
-    let health_monitor = Router::new()
+    let health_monitor = OpenApiRouter::new()
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .route("/api/errors", get(errors::list))
@@ -268,7 +270,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/alerts/incidents/{id}",
             put(routes::alerts::update_incident),
         );
-    let tracking_routes = Router::new()
+    let tracking_routes = OpenApiRouter::new()
         .route("/api/v1/tracking/dashboard", get(tracking::dashboard))
         .route("/api/v1/tracking/history", get(tracking::history))
         .route("/api/v1/tracking/health", get(tracking::health))
@@ -279,7 +281,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/tracking/databases/{id}", delete(tracking::detach))
         .layer(family_layer(Family::Tracking));
-    let backup = Router::new()
+    let backup = OpenApiRouter::new()
         .route("/api/v1/auth/login", post(identity::login))
         .route("/api/v1/auth/register", post(identity::register))
         .route("/api/v1/auth/refresh", post(identity::refresh))
@@ -366,7 +368,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/ws", get(live::connect))
         .layer(family_layer(Family::Backup));
     use routes::orchestrator as orch;
-    let orchestrator = Router::new()
+    let orchestrator = OpenApiRouter::new()
         .route(
             "/api/v1/authentication/login",
             post(identity::orchestrator_login),
@@ -410,10 +412,14 @@ pub fn router(state: ApiState) -> Router {
             post(orch::executions::rollback),
         )
         .layer(family_layer(Family::Orchestrator));
-    health_monitor
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(health_monitor)
         .merge(tracking_routes)
         .merge(backup)
         .merge(orchestrator)
+        .split_for_parts();
+    routes
+        .merge(openapi::docs(openapi::finish(document)))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

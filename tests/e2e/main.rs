@@ -16,6 +16,7 @@ mod identity;
 mod ingest_limits;
 mod monitoring;
 mod notifications;
+mod openapi;
 mod orchestrator;
 mod outage;
 mod poison_input;
