@@ -33,6 +33,7 @@ use sluice_storage::ratelimit::KeyLimiter;
 use sluice_storage::secrets::SecretBox;
 use sluice_storage::streams::StreamLayout;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{family_layer, Family};
 
@@ -282,22 +283,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tracking/databases/{id}", delete(tracking::detach))
         .layer(family_layer(Family::Tracking));
     let backup = OpenApiRouter::new()
-        .route("/api/v1/auth/login", post(identity::login))
-        .route("/api/v1/auth/register", post(identity::register))
-        .route("/api/v1/auth/refresh", post(identity::refresh))
-        .route("/api/v1/auth/me", get(identity::me))
-        .route("/api/v1/servers", get(servers::list).post(servers::create))
-        .route(
-            "/api/v1/servers/{id}",
-            get(servers::get_one)
-                .put(servers::update)
-                .delete(servers::delete),
-        )
-        .route(
-            "/api/v1/servers/{id}/test-connection",
-            post(servers::test_connection),
-        )
-        .route("/api/v1/servers/{id}/databases", get(servers::databases))
+        .routes(routes!(identity::login))
+        .routes(routes!(identity::register))
+        .routes(routes!(identity::refresh))
+        .routes(routes!(identity::me))
+        .routes(routes!(servers::list, servers::create))
+        .routes(routes!(servers::get_one, servers::update, servers::delete))
+        .routes(routes!(servers::test_connection))
+        .routes(routes!(servers::databases))
         .route("/api/v1/backups", get(backups::list).post(backups::create))
         .route(
             "/api/v1/backups/{id}",

@@ -20,6 +20,8 @@ use uuid::Uuid;
 use crate::audit::{Actor, AuditNote, ClientIp};
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::backup::identity::{LoginRequest, Me, RefreshRequest, RegisterRequest, Registered, TokenPair};
+use crate::openapi::backup::{BackupError, MemberRefusals};
 use crate::ApiState;
 
 #[derive(Deserialize)]
@@ -184,6 +186,24 @@ async fn attempt(
     }
 }
 
+/// Logs in with a username and password: an access and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "backup",
+    request_body(content(
+        (LoginRequest = "application/json"),
+        (LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, body = TokenPair, description = "Logged in"),
+        (status = 401, body = BackupError, description = "Wrong username or password, or a deactivated user"),
+        (status = 422, body = BackupError, description = "A body that is not JSON (or a form), or without username or password"),
+        (status = 429, body = BackupError, description = "Too many failed logins for this user or address; see Retry-After"),
+        (status = 503, body = BackupError, description = "A backing store is unavailable; see Retry-After"),
+    ),
+    security(())
+)]
 pub async fn login(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,
@@ -262,6 +282,23 @@ fn slug_of(username: &str) -> String {
     s.trim_matches('-').chars().take(40).collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "backup",
+    request_body(content(
+        (RegisterRequest = "application/json"),
+        (RegisterRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 201, body = Registered, description = "The user and the tenant they own"),
+        (status = 400, body = BackupError, description = "A value no store can hold"),
+        (status = 409, body = BackupError, description = "The username is taken"),
+        (status = 422, body = BackupError, description = "An invalid body, username, password or email"),
+        (status = 503, body = BackupError, description = "A backing store is unavailable; see Retry-After"),
+    ),
+    security(())
+)]
 /// Creates a user and a tenant of their own, which they own.
 pub async fn register(
     State(state): State<ApiState>,
@@ -351,6 +388,22 @@ struct RefreshBody {
     refresh_token: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "backup",
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, body = TokenPair, description = "A new pair; the refresh token given is used up"),
+        (status = 401, body = BackupError, description = "An invalid, expired or already used refresh token"),
+        (status = 422, body = BackupError, description = "An invalid body, or no refresh_token"),
+        (status = 503, body = BackupError, description = "A backing store is unavailable; see Retry-After"),
+    ),
+    security(())
+)]
 /// Trades a refresh token (once) for a new pair.
 pub async fn refresh(
     State(state): State<ApiState>,
@@ -384,6 +437,16 @@ pub async fn refresh(
     Ok(Json(token_body(&state, &pair)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "backup",
+    responses(
+        (status = 200, body = Me, description = "The caller"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 /// Who the caller is, and which tenants it belongs to with which role.
 pub async fn me(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     match p.subject {

@@ -34,6 +34,8 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Field, Validator};
 use crate::ApiState;
+use crate::openapi::backup::servers::{ConnectionTest, Databases, ServerRequest, ServerView};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 const KINDS: &[&str] = &["local", "ssh", "docker"];
 const DB_TYPES: &[&str] = &["postgresql", "mysql"];
@@ -250,6 +252,20 @@ fn read_body(state: &ApiState, body: &[u8], old: Option<&ServerFields>) -> ApiRe
     })
 }
 
+/// Registers a server (it need not be reachable).
+#[utoipa::path(
+    post,
+    path = "/api/v1/servers",
+    tag = "backup",
+    request_body(content = ServerRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = ServerView, description = "The server created"),
+        (status = 400, body = BackupError, description = "A secret could not be sealed"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -268,12 +284,36 @@ pub async fn create(
     Ok((StatusCode::CREATED, Extension(note), Json(server_json(&s))))
 }
 
+/// The tenant's servers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/servers",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<ServerView>, description = "Every server of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| servers::list(pg, tenant)).await?;
     Ok(Json(Value::Array(all.iter().map(server_json).collect())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/servers/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The server's id")),
+    responses(
+        (status = 200, body = ServerView, description = "The server"),
+        (status = 404, body = BackupError, description = "No such server in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -283,6 +323,22 @@ pub async fn get_one(
     Ok(Json(server_json(&s)))
 }
 
+/// A partial update: fields present replace, absent keep.
+#[utoipa::path(
+    put,
+    path = "/api/v1/servers/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The server's id")),
+    request_body(content = ServerRequest, content_type = "application/json", description = "Any subset of the fields"),
+    responses(
+        (status = 200, body = ServerView, description = "The server updated"),
+        (status = 400, body = BackupError, description = "A secret could not be sealed"),
+        (status = 404, body = BackupError, description = "No such server in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -305,6 +361,19 @@ pub async fn update(
     Ok((Extension(note), Json(server_json(&s))))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/servers/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The server's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The server is gone"),
+        (status = 404, body = BackupError, description = "No such server in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -331,6 +400,22 @@ async fn endpoint(state: &ApiState, s: &Server) -> ApiResult<Result<Endpoint, St
     Ok(sluice_jobs::endpoint::load(&pool, &state.secrets, s).await?)
 }
 
+/// Really connects to the server's database; a failure is a 200 with
+/// `success: false`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/servers/{id}/test-connection",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The server's id")),
+    responses(
+        (status = 200, body = ConnectionTest, description = "Whether the database answered"),
+        (status = 400, body = BackupError, description = "A stored secret cannot be opened"),
+        (status = 404, body = BackupError, description = "No such server in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn test_connection(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -381,6 +466,21 @@ pub async fn test_connection(
     Ok(Json(body))
 }
 
+/// The real databases on the server.
+#[utoipa::path(
+    get,
+    path = "/api/v1/servers/{id}/databases",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The server's id")),
+    responses(
+        (status = 200, body = Databases, description = "The server's databases"),
+        (status = 400, body = BackupError, description = "The server has no usable database endpoint, or it did not answer"),
+        (status = 404, body = BackupError, description = "No such server in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn databases(
     State(state): State<ApiState>,
     Member(p): Member,
