@@ -291,16 +291,13 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(servers::get_one, servers::update, servers::delete))
         .routes(routes!(servers::test_connection))
         .routes(routes!(servers::databases))
-        .route("/api/v1/backups", get(backups::list).post(backups::create))
-        .route(
-            "/api/v1/backups/{id}",
-            get(backups::get_one).delete(backups::delete),
-        )
-        .route("/api/v1/backups/{id}/download", post(backups::download))
-        .route("/api/v1/backups/{id}/file", get(backups::file))
-        .route("/api/v1/backups/{id}/restore", post(backups::restore))
-        .route("/api/v1/backups/{id}/verify", post(backups::verify))
-        .route("/api/v1/tasks/{task_id}", get(backups::task))
+        .routes(routes!(backups::list, backups::create))
+        .routes(routes!(backups::get_one, backups::delete))
+        .routes(routes!(backups::download))
+        .routes(routes!(backups::file))
+        .routes(routes!(backups::restore))
+        .routes(routes!(backups::verify))
+        .routes(routes!(backups::task))
         .route(
             "/api/v1/schedules",
             get(schedules::list).post(schedules::create),

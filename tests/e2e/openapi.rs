@@ -86,6 +86,9 @@ async fn schemathesis_finds_nothing() {
     cmd.arg("run")
         .arg(app.url("/openapi.json"))
         .args(["--header", &format!("X-API-Key: {key}")])
+        // The Tracking, Backup and orchestrator routes take the key as a
+        // Bearer credential (`bearerAuth`); without it they answer only 401.
+        .args(["--header", &format!("Authorization: Bearer {key}")])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",

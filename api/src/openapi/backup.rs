@@ -95,7 +95,7 @@ pub struct Deleted {
 
 /// `{"task_id", "status": "pending", "message"}`: a job queued.
 #[derive(Serialize, ToSchema)]
-pub struct Queued {
+pub struct JobQueued {
     /// `GET /api/v1/tasks/{task_id}` follows it.
     pub task_id: String,
     pub status: Pending,
@@ -116,7 +116,7 @@ pub enum Pending {
     FieldFault,
     Unprocessable,
     Deleted,
-    Queued,
+    JobQueued,
     Pending
 )))]
 pub struct Doc;

@@ -39,6 +39,11 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
 use crate::validate::{object, Field, Validator};
 use crate::ApiState;
+use crate::openapi::backup::backups::{
+    BackupPage, BackupQueued, BackupRequest, BackupView, DownloadLink, DownloadRequest,
+    RestoreRequest, TaskView, VerifyRequest,
+};
+use crate::openapi::backup::{BackupError, Deleted, JobQueued, MemberRefusals, Unprocessable};
 
 const DB_TYPES: &[&str] = &["postgresql", "mysql"];
 const COMPRESSIONS: &[&str] = &["zstd", "gzip", "none"];
@@ -133,6 +138,21 @@ fn valid_database_name(v: &mut Validator, name: &Option<String>, path: &[&str]) 
     }
 }
 
+/// Queues a backup; the job finds out whether the database is there.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups",
+    tag = "backup",
+    request_body(content = BackupRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = BackupQueued, description = "The backup job queued"),
+        (status = 400, body = BackupError, description = "The job could not be queued"),
+        (status = 404, body = BackupError, description = "No such server (server_id) in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -236,6 +256,24 @@ pub async fn create(
     ))
 }
 
+/// Backups, newest first; the filters combine.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backups",
+    tag = "backup",
+    params(("server_id" = Option<i64>, Query, description = "Only this server's"),
+        ("db_type" = Option<crate::openapi::backup::servers::DbType>, Query, description = "Only this database type"),
+        ("status" = Option<crate::openapi::backup::backups::JobStatus>, Query, description = "Only in this state"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Matches skipped (default 0)"),),
+    responses(
+        (status = 200, body = BackupPage, description = "A page of backups"),
+        (status = 400, body = BackupError, description = "A malformed query string"),
+        (status = 422, body = Unprocessable, description = "Query parameters at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -302,6 +340,19 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/backups/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The backup's id")),
+    responses(
+        (status = 200, body = BackupView, description = "The backup"),
+        (status = 404, body = BackupError, description = "No such backup in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -311,6 +362,22 @@ pub async fn get_one(
     Ok(Json(backup_json(&b)))
 }
 
+/// Removes the stored object, then the record.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/backups/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The backup's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The backup and its object are gone"),
+        (status = 400, body = BackupError, description = "The backup store refused the delete"),
+        (status = 404, body = BackupError, description = "No such backup in the tenant"),
+        (status = 409, body = BackupError, description = "The backup is running"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -371,6 +438,23 @@ fn base_url(state: &ApiState, headers: &HeaderMap) -> ApiResult<String> {
     Ok(format!("{scheme}://{host}"))
 }
 
+/// A signed URL for a completed backup's object.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/{id}/download",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The backup's id")),
+    request_body(content = Option<DownloadRequest>, content_type = "application/json", description = "Optional; may be empty"),
+    responses(
+        (status = 200, body = DownloadLink, description = "The URL and when it expires"),
+        (status = 400, body = BackupError, description = "No Host to build the URL from, or the backup store failed"),
+        (status = 404, body = BackupError, description = "No such backup in the tenant"),
+        (status = 409, body = BackupError, description = "The backup is not completed"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn download(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -430,6 +514,26 @@ pub async fn download(
 }
 
 /// Serves a backup's object to whoever holds a valid signed URL.
+/// The object of a backup, for whoever holds a valid signed URL (from
+/// `download`); no credentials.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backups/{id}/file",
+    tag = "backup",
+    params(
+        ("id" = i64, Path, description = "The backup's id"),
+        ("expires" = Option<i64>, Query, description = "The URL's expiry (Unix seconds)"),
+        ("signature" = Option<String>, Query, description = "The URL's HMAC"),
+    ),
+    responses(
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "The stored object's bytes (X-Checksum: its checksum)"),
+        (status = 400, body = BackupError, description = "A malformed query string"),
+        (status = 403, body = BackupError, description = "Not signed, a wrong signature, or expired"),
+        (status = 404, body = BackupError, description = "No such backup, or its object is gone"),
+        (status = 503, body = BackupError, description = "A backing store is unavailable; see Retry-After"),
+    ),
+    security(())
+)]
 pub async fn file(State(state): State<ApiState>, Path(id): Path<String>, q: Params) -> Response {
     let refuse = |status: StatusCode, why: &str| {
         (
@@ -542,6 +646,23 @@ fn masking_rules(
     (mask && !out.is_empty()).then_some(out)
 }
 
+/// Queues a restore of a completed backup, masking columns if asked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/{id}/restore",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The backup's id")),
+    request_body(content = RestoreRequest, content_type = "application/json"),
+    responses(
+        (status = 202, body = JobQueued, description = "The restore job queued"),
+        (status = 400, body = BackupError, description = "The job could not be queued"),
+        (status = 404, body = BackupError, description = "No such backup, or no such target server, in the tenant"),
+        (status = 409, body = BackupError, description = "The backup is not completed"),
+        (status = 422, body = Unprocessable, description = "Fields at fault (an unknown masking strategy included), or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn restore(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -633,6 +754,23 @@ async fn enqueue(
     Ok(())
 }
 
+/// Queues a verification: the backup restored into a scratch database and checked.
+#[utoipa::path(
+    post,
+    path = "/api/v1/backups/{id}/verify",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The backup's id")),
+    request_body(content = Option<VerifyRequest>, content_type = "application/json", description = "Optional; may be empty"),
+    responses(
+        (status = 202, body = JobQueued, description = "The verification job queued"),
+        (status = 400, body = BackupError, description = "The job could not be queued"),
+        (status = 404, body = BackupError, description = "No such backup, or no such server, in the tenant"),
+        (status = 409, body = BackupError, description = "The backup is not completed"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn verify(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -685,12 +823,27 @@ pub async fn verify(
     ))
 }
 
+/// A background job's state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{task_id}",
+    tag = "backup",
+    params(("task_id" = String, Path, description = "The task id a queued job answered")),
+    responses(
+        (status = 200, body = TaskView, description = "The task"),
+        (status = 404, body = BackupError, description = "No such task in the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn task(
     State(state): State<ApiState>,
     Member(p): Member,
     Path(task_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    if task_id.is_empty() || task_id.len() > 64 {
+    // No stored task id holds a control character (nor could Postgres
+    // take a NUL): such an id is simply unknown.
+    if task_id.is_empty() || task_id.len() > 64 || task_id.chars().any(char::is_control) {
         return Err(ApiError::not_found("task"));
     }
     let tenant = p.tenant_id;
