@@ -298,30 +298,19 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(backups::restore))
         .routes(routes!(backups::verify))
         .routes(routes!(backups::task))
-        .route(
-            "/api/v1/schedules",
-            get(schedules::list).post(schedules::create),
-        )
-        .route(
-            "/api/v1/schedules/{id}",
-            get(schedules::get_one)
-                .put(schedules::update)
-                .delete(schedules::delete),
-        )
-        .route(
-            "/api/v1/retention-policies",
-            get(retention::list).post(retention::create),
-        )
-        .route(
-            "/api/v1/retention-policies/{id}",
-            get(retention::get_one)
-                .put(retention::update)
-                .delete(retention::delete),
-        )
-        .route(
-            "/api/v1/retention-policies/{id}/dry-run",
-            get(retention::dry_run),
-        )
+        .routes(routes!(schedules::list, schedules::create))
+        .routes(routes!(
+            schedules::get_one,
+            schedules::update,
+            schedules::delete
+        ))
+        .routes(routes!(retention::list, retention::create))
+        .routes(routes!(
+            retention::get_one,
+            retention::update,
+            retention::delete
+        ))
+        .routes(routes!(retention::dry_run))
         .route(
             "/api/v1/notifications/channels",
             get(notifications::list).post(notifications::create),

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod backups;
 pub mod identity;
+pub mod schedules;
 pub mod servers;
 
 use chrono::{DateTime, Utc};

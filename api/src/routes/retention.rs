@@ -27,6 +27,8 @@ use crate::routes::schedules::{path_id, require_writer, rfc3339};
 use crate::routes::Params;
 use crate::validate::{object, Validator};
 use crate::ApiState;
+use crate::openapi::backup::schedules::{DryRun, PolicyRequest, PolicyView};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 const RULES: [&str; 5] = [
     "keep_last_n",
@@ -102,6 +104,16 @@ fn read_body(body: &[u8], old: Option<&PolicyFields>) -> ApiResult<PolicyFields>
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/retention-policies",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<PolicyView>, description = "Every retention policy of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state
@@ -111,6 +123,18 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
     Ok(Json(Value::Array(all.iter().map(policy_json).collect())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/retention-policies",
+    tag = "backup",
+    request_body(content = PolicyRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = PolicyView, description = "The retention policy created"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -127,6 +151,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(policy_json(&policy))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/retention-policies/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The policy's id")),
+    responses(
+        (status = 200, body = PolicyView, description = "The retention policy"),
+        (status = 404, body = BackupError, description = "No such retention policy in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -136,6 +173,21 @@ pub async fn get_one(
     Ok(Json(policy_json(&policy)))
 }
 
+/// A partial update: fields present replace, absent keep.
+#[utoipa::path(
+    put,
+    path = "/api/v1/retention-policies/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The policy's id")),
+    request_body(content = PolicyRequest, content_type = "application/json", description = "Any subset of the fields"),
+    responses(
+        (status = 200, body = PolicyView, description = "The retention policy updated"),
+        (status = 404, body = BackupError, description = "No such retention policy in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -156,6 +208,19 @@ pub async fn update(
     Ok(Json(policy_json(&policy)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/retention-policies/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The policy's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The retention policy is gone"),
+        (status = 404, body = BackupError, description = "No such retention policy in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -176,6 +241,22 @@ pub async fn delete(
 }
 
 /// `GET /retention-policies/{id}/dry-run?server_id=&database_name=`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/retention-policies/{id}/dry-run",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The policy's id"),
+        ("server_id" = i64, Query, description = "The server whose backups are judged"),
+        ("database_name" = String, Query, pattern = "^[A-Za-z0-9_-]{1,63}$", description = "The database whose backups are judged"),),
+    responses(
+        (status = 200, body = DryRun, description = "What the policy keeps and deletes"),
+        (status = 400, body = BackupError, description = "A malformed query string"),
+        (status = 404, body = BackupError, description = "No such policy, or no such server, in the tenant"),
+        (status = 422, body = Unprocessable, description = "Query parameters at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn dry_run(
     State(state): State<ApiState>,
     Member(p): Member,

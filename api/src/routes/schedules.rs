@@ -25,6 +25,8 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Validator};
 use crate::ApiState;
+use crate::openapi::backup::schedules::{ScheduleRequest, ScheduleView};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 const COMPRESSIONS: &[&str] = &["zstd", "gzip", "none"];
 const BACKUP_TYPES: &[&str] = &["full"];
@@ -240,12 +242,36 @@ fn next_run(f: &ScheduleFields, c: &CronSchedule) -> Option<DateTime<Utc>> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<ScheduleView>, description = "Every schedule of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| schedules::list(pg, tenant)).await?;
     Ok(Json(Value::Array(all.iter().map(schedule_json).collect())))
 }
 
+/// A cron schedule of backups; `next_run` is computed in `timezone`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules",
+    tag = "backup",
+    request_body(content = ScheduleRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = ScheduleView, description = "The schedule created"),
+        (status = 404, body = BackupError, description = "No such server (server_id) or retention policy (retention_policy_id) in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -264,6 +290,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(schedule_json(&s))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The schedule's id")),
+    responses(
+        (status = 200, body = ScheduleView, description = "The schedule"),
+        (status = 404, body = BackupError, description = "No such schedule in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -273,6 +312,22 @@ pub async fn get_one(
     Ok(Json(schedule_json(&s)))
 }
 
+/// A partial update: fields present replace, absent keep.
+#[utoipa::path(
+    put,
+    path = "/api/v1/schedules/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The schedule's id")),
+    request_body(content = ScheduleRequest, content_type = "application/json", description = "Any subset of the fields"),
+    responses(
+        (status = 200, body = ScheduleView, description = "The schedule updated"),
+        (status = 404, body = BackupError, description = "No such schedule in the tenant"),
+        (status = 404, body = BackupError, description = "No such server (server_id) or retention policy (retention_policy_id) in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -305,6 +360,19 @@ pub async fn update(
     Ok(Json(schedule_json(&s)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/schedules/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The schedule's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The schedule is gone"),
+        (status = 404, body = BackupError, description = "No such schedule in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
