@@ -322,21 +322,14 @@ pub fn router(state: ApiState) -> Router {
                 .delete(notifications::delete),
         )
         .route("/api/v1/notifications/test", post(notifications::test))
-        .route(
-            "/api/v1/commands",
-            get(commands::list).post(commands::create),
-        )
-        .route(
-            "/api/v1/commands/{id}",
-            get(commands::get_one)
-                .put(commands::update)
-                .delete(commands::delete),
-        )
-        .route("/api/v1/commands/{id}/execute", post(commands::execute))
-        .route(
-            "/api/v1/commands/{id}/executions",
-            get(commands::executions),
-        )
+        .routes(routes!(commands::list, commands::create))
+        .routes(routes!(
+            commands::get_one,
+            commands::update,
+            commands::delete
+        ))
+        .routes(routes!(commands::execute))
+        .routes(routes!(commands::executions))
         .route("/api/v1/audit/logs", get(audit_log::list))
         .route("/api/v1/audit/export", get(audit_log::export))
         .route("/api/v1/users", get(users::list).post(users::create))

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod backups;
+pub mod commands;
 pub mod identity;
 pub mod schedules;
 pub mod servers;

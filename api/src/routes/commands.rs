@@ -34,6 +34,10 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
 use crate::validate::{object, Field, Validator};
 use crate::ApiState;
+use crate::openapi::backup::commands::{
+    CommandRequest, CommandView, ExecuteRequest, ExecutionQueued, ExecutionView,
+};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 /// `shell` runs with `sh -c` on the server; `docker` (the contract's
 /// example type) is the same: its template calls `docker` itself.
@@ -176,6 +180,18 @@ fn read_body(body: &[u8], old: Option<&Command>) -> ApiResult<CommandFields> {
     Ok(fields)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/commands",
+    tag = "backup",
+    request_body(content = CommandRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = CommandView, description = "The command created"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -193,12 +209,35 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(command_json(&c))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<CommandView>, description = "Every command of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| commands::list(pg, tenant)).await?;
     Ok(Json(Value::Array(all.iter().map(command_json).collect())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The command's id")),
+    responses(
+        (status = 200, body = CommandView, description = "The command"),
+        (status = 404, body = BackupError, description = "No such command in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -208,6 +247,21 @@ pub async fn get_one(
     Ok(Json(command_json(&c)))
 }
 
+/// A partial update: fields present replace, absent keep.
+#[utoipa::path(
+    put,
+    path = "/api/v1/commands/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The command's id")),
+    request_body(content = CommandRequest, content_type = "application/json", description = "Any subset of the fields"),
+    responses(
+        (status = 200, body = CommandView, description = "The command updated"),
+        (status = 404, body = BackupError, description = "No such command in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -228,6 +282,19 @@ pub async fn update(
     Ok(Json(command_json(&c)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/commands/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The command's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The command is gone"),
+        (status = 404, body = BackupError, description = "No such command in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -294,6 +361,22 @@ fn read_variables(
     out
 }
 
+/// Queues the command, its variables substituted, on a server.
+#[utoipa::path(
+    post,
+    path = "/api/v1/commands/{id}/execute",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The command's id")),
+    request_body(content = ExecuteRequest, content_type = "application/json"),
+    responses(
+        (status = 202, body = ExecutionQueued, description = "The execution queued"),
+        (status = 400, body = BackupError, description = "The job could not be queued"),
+        (status = 404, body = BackupError, description = "No such command, or no such server, in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault (a variable the template names but variables lacks included), or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn execute(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -399,6 +482,23 @@ pub async fn execute(
     ))
 }
 
+/// The command's executions, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/commands/{id}/executions",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The command's id"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Executions skipped (default 0)"),),
+    responses(
+        (status = 200, body = Vec<ExecutionView>, description = "The executions"),
+        (status = 400, body = BackupError, description = "A query parameter at fault"),
+        (status = 404, body = BackupError, description = "No such command in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn executions(
     State(state): State<ApiState>,
     Member(p): Member,
