@@ -311,17 +311,13 @@ pub fn router(state: ApiState) -> Router {
             retention::delete
         ))
         .routes(routes!(retention::dry_run))
-        .route(
-            "/api/v1/notifications/channels",
-            get(notifications::list).post(notifications::create),
-        )
-        .route(
-            "/api/v1/notifications/channels/{id}",
-            get(notifications::get_one)
-                .put(notifications::update)
-                .delete(notifications::delete),
-        )
-        .route("/api/v1/notifications/test", post(notifications::test))
+        .routes(routes!(notifications::list, notifications::create))
+        .routes(routes!(
+            notifications::get_one,
+            notifications::update,
+            notifications::delete
+        ))
+        .routes(routes!(notifications::test))
         .routes(routes!(commands::list, commands::create))
         .routes(routes!(
             commands::get_one,
@@ -330,14 +326,11 @@ pub fn router(state: ApiState) -> Router {
         ))
         .routes(routes!(commands::execute))
         .routes(routes!(commands::executions))
-        .route("/api/v1/audit/logs", get(audit_log::list))
-        .route("/api/v1/audit/export", get(audit_log::export))
-        .route("/api/v1/users", get(users::list).post(users::create))
-        .route(
-            "/api/v1/users/{id}",
-            get(users::get_one).put(users::update).delete(users::delete),
-        )
-        .route("/ws", get(live::connect))
+        .routes(routes!(audit_log::list))
+        .routes(routes!(audit_log::export))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get_one, users::update, users::delete))
+        .routes(routes!(live::connect))
         .layer(family_layer(Family::Backup));
     use routes::orchestrator as orch;
     let orchestrator = OpenApiRouter::new()

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::openapi::backup::BackupError;
 use crate::ApiState;
 
 /// Limits of the live endpoint.
@@ -264,6 +265,24 @@ enum End {
     Shutdown,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "backup",
+    params(
+        ("token" = Option<String>, Query, description = "An access token or API key (browsers cannot set headers); else X-API-Key, else Authorization: Bearer"),
+        ("tenant" = Option<String>, Query, description = "The tenant (id or slug) of a user of several; else X-Tenant-ID"),
+    ),
+    responses(
+        (status = 101, description = "Switching to a WebSocket (RFC 6455): JSON text frames of the tenant's events, e.g. backup_progress {type, backup_id, progress, status}"),
+        (status = 400, body = BackupError, description = "Not a WebSocket upgrade request, or a malformed query string"),
+        (status = 401, body = BackupError, description = "No token, or an invalid one (refused at the handshake)"),
+        (status = 403, body = BackupError, description = "The tenant named is not the caller's"),
+        (status = 429, body = BackupError, description = "Too many sockets open; see Retry-After"),
+        (status = 503, body = BackupError, description = "A backing store is unavailable; see Retry-After"),
+    ),
+    security((), ("bearerAuth" = []), ("apiKey" = []))
+)]
 /// `GET /ws`: authenticates (`?token=` with a JWT or an API key, else
 /// `X-API-Key`, else `Authorization: Bearer`; `?tenant=` or `X-Tenant-ID`
 /// picks the tenant of a JWT whose user has several), then upgrades.

@@ -17,6 +17,8 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
 use crate::ApiState;
+use crate::openapi::backup::admin::{AuditPage, ExportFormat};
+use crate::openapi::backup::{BackupError, MemberRefusals, Unprocessable};
 
 /// Rows buffered between the database cursor and the client.
 const EXPORT_BUFFER: usize = 64;
@@ -99,6 +101,25 @@ fn filter(q: &Params, errors: &mut Vec<FieldError>) -> Filter {
 }
 
 /// `GET /api/v1/audit/logs`: `{"total", "items"}`, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/logs",
+    tag = "backup",
+    params(("user_id" = Option<i64>, Query, description = "Only this user's actions"),
+        ("action" = Option<String>, Query, max_length = 128, description = "Only this action (backup_create, …)"),
+        ("resource_type" = Option<String>, Query, max_length = 128, description = "Only actions on this resource type"),
+        ("start_date" = Option<chrono::NaiveDate>, Query, description = "From this day (UTC, inclusive), YYYY-MM-DD"),
+        ("end_date" = Option<chrono::NaiveDate>, Query, description = "To this day (UTC, inclusive), YYYY-MM-DD"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Entries skipped (default 0)"),),
+    responses(
+        (status = 200, body = AuditPage, description = "A page of entries"),
+        (status = 400, body = BackupError, description = "A malformed query string"),
+        (status = 422, body = Unprocessable, description = "Query parameters at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -177,6 +198,26 @@ fn csv_row(e: &Entry) -> String {
 
 /// `GET /api/v1/audit/export?format=csv|json`: every match, newest first,
 /// streamed from a database cursor through a bounded buffer.
+/// Every matching entry, streamed: CSV (a header row, then one row per
+/// entry) or a JSON array.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/export",
+    tag = "backup",
+    params(("format" = Option<ExportFormat>, Query, description = "csv (default) or json"),
+        ("user_id" = Option<i64>, Query, description = "Only this user's actions"),
+        ("action" = Option<String>, Query, max_length = 128, description = "Only this action (backup_create, …)"),
+        ("resource_type" = Option<String>, Query, max_length = 128, description = "Only actions on this resource type"),
+        ("start_date" = Option<chrono::NaiveDate>, Query, description = "From this day (UTC, inclusive), YYYY-MM-DD"),
+        ("end_date" = Option<chrono::NaiveDate>, Query, description = "To this day (UTC, inclusive), YYYY-MM-DD"),),
+    responses(
+        (status = 200, content((String = "text/csv"), (Vec<crate::openapi::backup::admin::AuditEntry> = "application/json")), description = "The entries; columns id, user_id, username, action, resource_type, resource_id, details, ip_address, created_at"),
+        (status = 400, body = BackupError, description = "A malformed query string"),
+        (status = 422, body = Unprocessable, description = "Query parameters at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn export(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -31,6 +31,10 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Field, Validator};
 use crate::ApiState;
+use crate::openapi::backup::admin::{
+    ChannelRequest, ChannelTestOutcome, ChannelTestRequest, ChannelView,
+};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 /// What a stored secret shows as.
 const MASK: &str = "********";
@@ -191,6 +195,19 @@ fn read_body(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/notifications/channels",
+    tag = "backup",
+    request_body(content = ChannelRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = ChannelView, description = "The channel created"),
+        (status = 400, body = BackupError, description = "A value could not be stored"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -207,6 +224,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(channel_json(&state, &c))))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications/channels",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<ChannelView>, description = "Every channel of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| store::list(pg, tenant)).await?;
@@ -215,6 +242,19 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications/channels/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The channel's id")),
+    responses(
+        (status = 200, body = ChannelView, description = "The channel"),
+        (status = 404, body = BackupError, description = "No such channel in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -224,6 +264,22 @@ pub async fn get_one(
     Ok(Json(channel_json(&state, &c)))
 }
 
+/// A partial update: fields present replace, absent keep.
+#[utoipa::path(
+    put,
+    path = "/api/v1/notifications/channels/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The channel's id")),
+    request_body(content = ChannelRequest, content_type = "application/json", description = "Any subset of the fields"),
+    responses(
+        (status = 200, body = ChannelView, description = "The channel updated"),
+        (status = 400, body = BackupError, description = "A value could not be stored"),
+        (status = 404, body = BackupError, description = "No such channel in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault, or an id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -244,6 +300,19 @@ pub async fn update(
     Ok(Json(channel_json(&state, &c)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/notifications/channels/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The channel's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The channel is gone"),
+        (status = 404, body = BackupError, description = "No such channel in the tenant"),
+        (status = 422, body = Unprocessable, description = "An id that is not an integer"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -259,6 +328,20 @@ pub async fn delete(
     Ok(Json(json!({"id": id, "deleted": true})))
 }
 
+/// Really delivers a message through a channel.
+#[utoipa::path(
+    post,
+    path = "/api/v1/notifications/test",
+    tag = "backup",
+    request_body(content = ChannelTestRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = ChannelTestOutcome, description = "Delivered (success true), or why not (success false)"),
+        (status = 404, body = BackupError, description = "No such channel (channel_id) in the tenant"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn test(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -24,6 +24,8 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Field, Validator};
 use crate::ApiState;
+use crate::openapi::backup::admin::{UserRequest, UserUpdate, UserView};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 fn require_admin(p: &Principal) -> ApiResult<()> {
     if matches!(p.role, Role::Owner | Role::Admin) {
@@ -113,6 +115,17 @@ fn check_owner_grant(p: &Principal, old: Option<&str>, new: Option<&str>) -> Api
     Ok(())
 }
 
+/// The tenant's users (owners and admins only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "backup",
+    responses(
+        (status = 200, body = Vec<UserView>, description = "Every user of the tenant"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     require_admin(&p)?;
     let tenant = p.tenant_id;
@@ -120,6 +133,18 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
     Ok(Json(Value::Array(all.iter().map(user_json).collect())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, body = UserView, description = "The user"),
+        (status = 404, body = BackupError, description = "No such user in the tenant (or an id that is not a positive integer)"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -136,6 +161,19 @@ pub async fn get_one(
     Ok(Json(user_json(&u)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "backup",
+    request_body(content = UserRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = UserView, description = "The user created"),
+        (status = 409, body = BackupError, description = "The username is taken"),
+        (status = 422, body = Unprocessable, description = "Fields at fault (an unknown role included)"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -189,6 +227,22 @@ pub async fn create(
     Ok((StatusCode::CREATED, Extension(note), Json(user_json(&u))))
 }
 
+/// A partial update.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The user's id")),
+    request_body(content = UserUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, body = UserView, description = "The user updated"),
+        (status = 404, body = BackupError, description = "No such user in the tenant (or an id that is not a positive integer)"),
+        (status = 409, body = BackupError, description = "Deactivating or demoting yourself, the tenant's last owner or admin, or a user of other tenants too (only their role here may change)"),
+        (status = 422, body = Unprocessable, description = "Fields at fault"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn update(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -280,6 +334,19 @@ pub async fn update(
     Ok((Extension(note), Json(user_json(&u))))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    tag = "backup",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, body = Deleted, description = "The user is gone"),
+        (status = 404, body = BackupError, description = "No such user in the tenant (or an id that is not a positive integer)"),
+        (status = 409, body = BackupError, description = "Deleting yourself, or the tenant's last owner or admin"),
+        MemberRefusals,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     Member(p): Member,
