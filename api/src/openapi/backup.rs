@@ -112,6 +112,10 @@ pub enum Pending {
 
 #[derive(OpenApi)]
 #[openapi(components(schemas(
+    // named by query parameters only (bodies bring their own schemas)
+    admin::ExportFormat,
+    backups::JobStatus,
+    servers::DbType,
     BackupError,
     ErrorCode,
     ValidationError,

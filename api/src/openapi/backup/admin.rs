@@ -23,7 +23,7 @@ pub enum ChannelType {
 /// removes one) unless the type changes.
 #[derive(Serialize, ToSchema)]
 pub struct ChannelRequest {
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ChannelType,
@@ -103,7 +103,6 @@ pub enum ExportFormat {
 /// `POST /api/v1/users`.
 #[derive(Serialize, ToSchema)]
 pub struct UserRequest {
-    /// 3 to 64 characters: letters, digits, `.`, `_`, `@`, `-`.
     #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
     pub username: String,
     #[schema(min_length = 8)]

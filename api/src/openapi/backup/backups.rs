@@ -39,7 +39,7 @@ pub enum JobStatus {
 pub struct BackupRequest {
     #[schema(minimum = 1)]
     pub server_id: i64,
-    /// 1 to 63 ASCII letters, digits, `_` or `-`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,63}$")]
     pub database_name: String,
     /// The server's database type when absent.
     pub db_type: Option<DbType>,
@@ -129,6 +129,7 @@ pub struct RestoreRequest {
     #[schema(minimum = 1)]
     pub target_server_id: Option<i64>,
     /// Created when missing.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,63}$")]
     pub target_database: String,
     pub mask_sensitive_data: Option<bool>,
     /// Column name (case-insensitive, whole name) → strategy; at most 256.

@@ -19,7 +19,7 @@ pub enum CommandType {
 /// `POST /api/v1/commands`; on `PUT` every field is optional.
 #[derive(Serialize, ToSchema)]
 pub struct CommandRequest {
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     /// Variables are written `{{name}}`; at most 64 KiB.

@@ -33,9 +33,9 @@ pub enum Bearer {
 /// `POST /api/v1/auth/register`: a new user, owner of a new tenant.
 #[derive(Serialize, ToSchema)]
 pub struct RegisterRequest {
-    /// 3 to 64 characters: letters, digits, `.`, `_`, `@`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
     pub username: String,
-    /// At least 8 characters.
+    #[schema(min_length = 8)]
     pub password: String,
     pub email: Option<String>,
     pub full_name: Option<String>,

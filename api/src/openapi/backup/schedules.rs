@@ -9,7 +9,7 @@ use super::backups::{BackupType, Compression};
 /// `POST /api/v1/schedules`; on `PUT` every field is optional.
 #[derive(Serialize, ToSchema)]
 pub struct ScheduleRequest {
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     #[schema(minimum = 1)]
@@ -58,7 +58,7 @@ pub struct ScheduleView {
 /// rule not given is null (`PUT`: keeps its value).
 #[derive(Serialize, ToSchema)]
 pub struct PolicyRequest {
-    #[schema(max_length = 255)]
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     #[schema(minimum = 0, maximum = 100000)]

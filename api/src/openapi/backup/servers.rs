@@ -31,7 +31,7 @@ pub enum DbType {
 /// the old value, secrets included; `null` clears an optional one).
 #[derive(Serialize, ToSchema)]
 pub struct ServerRequest {
-    /// 1 to 255 characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub name: String,
     pub description: Option<String>,
     #[serde(rename = "type")]
