@@ -56,10 +56,17 @@ async fn authenticate(state: &ApiState, creds: Credentials) -> ApiResult<users::
             "username and password are required".into(),
         ));
     };
-    let user = state
-        .pg
-        .run(|pg| users::by_username(pg, username.trim()))
-        .await?;
+    // No stored username holds a NUL (nor could Postgres take one): such a
+    // name is simply unknown.
+    let username = username.trim();
+    let user = if username.contains('\0') {
+        None
+    } else {
+        state
+            .pg
+            .run(|pg| users::by_username(pg, username))
+            .await?
+    };
     // Hash even for unknown users, so timing does not reveal which exist.
     let hash = user
         .as_ref()
@@ -157,12 +164,16 @@ async fn attempt(
         }
         Err((reason, e)) => {
             // the tenants of the username tried, so their admins see it
-            let known = state
-                .pg
-                .run(|pg| users::by_username(pg, &tried))
-                .await
-                .ok()
-                .flatten();
+            let known = if tried.contains('\0') {
+                None
+            } else {
+                state
+                    .pg
+                    .run(|pg| users::by_username(pg, &tried))
+                    .await
+                    .ok()
+                    .flatten()
+            };
             let tenants = match &known {
                 Some(u) => state
                     .pg
@@ -320,6 +331,14 @@ pub async fn register(
     if pw.chars().count() < 8 {
         return Err(ApiError::Validation(
             "password must be at least 8 characters".into(),
+        ));
+    }
+    if [&r.email, &r.full_name]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| v.contains('\0')))
+    {
+        return Err(ApiError::Validation(
+            "email and full_name may not hold a NUL character".into(),
         ));
     }
     if let Some(e) = &r.email {
