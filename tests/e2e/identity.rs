@@ -213,3 +213,42 @@ async fn refuses_to_start_without_a_real_secret_outside_dev_mode() {
     assert_eq!(r["status"], "ok");
     running.stop().await;
 }
+
+/// A NUL character (no Postgres text holds one) in a login name, a
+/// registration field or a task id is answered in the contract's envelope
+/// (401, 422, 404), never as a store failure, and the API keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_get_contract_answers_not_store_errors() {
+    let app = TestApp::spawn().await;
+    let user = app.register_user().await;
+    let tenant = user.tenant_id.to_string();
+
+    let (s, v) = status_json(app.http.post(app.url("/api/v1/auth/login")).json(
+        &json!({"username": format!("{}\u{0}x", user.username), "password": "s3cret-passw0rd"}),
+    ))
+    .await;
+    assert_eq!(s, 401, "{v}");
+    assert_eq!(v["code"], "AUTH_FAILED", "{v}");
+
+    let name = format!("nul-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    for field in ["email", "full_name"] {
+        let mut body =
+            json!({"username": name, "password": "s3cret-passw0rd", "email": "a@example.com"});
+        body[field] = json!("a@b\u{0}c");
+        let (s, v) = status_json(app.http.post(app.url("/api/v1/auth/register")).json(&body)).await;
+        assert_eq!(s, 422, "{field}: {v}");
+        assert_eq!(v["code"], "VALIDATION_ERROR", "{v}");
+    }
+
+    let (s, v) =
+        status_json(app.bearer(Method::GET, "/api/v1/tasks/a%00b", &user.token, &tenant)).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["code"], "NOT_FOUND", "{v}");
+
+    // Nothing above reached Postgres as a failure: the API still answers.
+    let (s, v) =
+        status_json(app.bearer(Method::GET, "/api/v1/auth/me", &user.token, &tenant)).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["username"], user.username.as_str());
+    app.stop().await;
+}

@@ -15,10 +15,10 @@ use sluice_storage::pg::audit::{self, Entry, Filter};
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::routes::Params;
-use crate::ApiState;
 use crate::openapi::backup::admin::{AuditPage, ExportFormat};
 use crate::openapi::backup::{BackupError, MemberRefusals, Unprocessable};
+use crate::routes::Params;
+use crate::ApiState;
 
 /// Rows buffered between the database cursor and the client.
 const EXPORT_BUFFER: usize = 64;

@@ -36,14 +36,14 @@ use sluice_storage::pg::{servers, tasks};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::routes::Params;
-use crate::validate::{object, Field, Validator};
-use crate::ApiState;
 use crate::openapi::backup::backups::{
     BackupPage, BackupQueued, BackupRequest, BackupView, DownloadLink, DownloadRequest,
     RestoreRequest, TaskView, VerifyRequest,
 };
 use crate::openapi::backup::{BackupError, Deleted, JobQueued, MemberRefusals, Unprocessable};
+use crate::routes::Params;
+use crate::validate::{object, Field, Validator};
+use crate::ApiState;
 
 const DB_TYPES: &[&str] = &["postgresql", "mysql"];
 const COMPRESSIONS: &[&str] = &["zstd", "gzip", "none"];

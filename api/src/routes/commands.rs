@@ -31,13 +31,13 @@ use sluice_storage::pg::{servers, users};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::routes::Params;
-use crate::validate::{object, Field, Validator};
-use crate::ApiState;
 use crate::openapi::backup::commands::{
     CommandRequest, CommandView, ExecuteRequest, ExecutionQueued, ExecutionView,
 };
 use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
+use crate::routes::Params;
+use crate::validate::{object, Field, Validator};
+use crate::ApiState;
 
 /// `shell` runs with `sh -c` on the server; `docker` (the contract's
 /// example type) is the same: its template calls `docker` itself.

@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::audit::{Actor, AuditNote, ClientIp};
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::backup::identity::{LoginRequest, Me, RefreshRequest, RegisterRequest, Registered, TokenPair};
+use crate::openapi::backup::identity::{
+    LoginRequest, Me, RefreshRequest, RegisterRequest, Registered, TokenPair,
+};
 use crate::openapi::backup::{BackupError, MemberRefusals};
 use crate::ApiState;
 
@@ -62,10 +64,7 @@ async fn authenticate(state: &ApiState, creds: Credentials) -> ApiResult<users::
     let user = if username.contains('\0') {
         None
     } else {
-        state
-            .pg
-            .run(|pg| users::by_username(pg, username))
-            .await?
+        state.pg.run(|pg| users::by_username(pg, username)).await?
     };
     // Hash even for unknown users, so timing does not reveal which exist.
     let hash = user

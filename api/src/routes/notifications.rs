@@ -29,12 +29,12 @@ use sluice_storage::pg::notification_channels::{
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Field, Validator};
-use crate::ApiState;
 use crate::openapi::backup::admin::{
     ChannelRequest, ChannelTestOutcome, ChannelTestRequest, ChannelView,
 };
 use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
+use crate::validate::{object, Field, Validator};
+use crate::ApiState;
 
 /// What a stored secret shows as.
 const MASK: &str = "********";

@@ -23,12 +23,12 @@ use sluice_storage::pg::servers;
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::openapi::backup::schedules::{DryRun, PolicyRequest, PolicyView};
+use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 use crate::routes::schedules::{path_id, require_writer, rfc3339};
 use crate::routes::Params;
 use crate::validate::{object, Validator};
 use crate::ApiState;
-use crate::openapi::backup::schedules::{DryRun, PolicyRequest, PolicyView};
-use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
 
 const RULES: [&str; 5] = [
     "keep_last_n",

@@ -23,10 +23,10 @@ use sluice_storage::pg::{retention_policies, servers};
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Validator};
-use crate::ApiState;
 use crate::openapi::backup::schedules::{ScheduleRequest, ScheduleView};
 use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
+use crate::validate::{object, Validator};
+use crate::ApiState;
 
 const COMPRESSIONS: &[&str] = &["zstd", "gzip", "none"];
 const BACKUP_TYPES: &[&str] = &["full"];

@@ -32,10 +32,10 @@ use crate::audit::AuditNote;
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Field, Validator};
-use crate::ApiState;
 use crate::openapi::backup::servers::{ConnectionTest, Databases, ServerRequest, ServerView};
 use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
+use crate::validate::{object, Field, Validator};
+use crate::ApiState;
 
 const KINDS: &[&str] = &["local", "ssh", "docker"];
 const DB_TYPES: &[&str] = &["postgresql", "mysql"];

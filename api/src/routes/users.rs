@@ -22,10 +22,10 @@ use sluice_storage::StorageError;
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Field, Validator};
-use crate::ApiState;
 use crate::openapi::backup::admin::{UserRequest, UserUpdate, UserView};
 use crate::openapi::backup::{BackupError, Deleted, MemberRefusals, Unprocessable};
+use crate::validate::{object, Field, Validator};
+use crate::ApiState;
 
 fn require_admin(p: &Principal) -> ApiResult<()> {
     if matches!(p.role, Role::Owner | Role::Admin) {
