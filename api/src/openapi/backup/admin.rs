@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::identity::Role;
+use super::identity::{RegisterRequest, Role};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -100,15 +100,12 @@ pub enum ExportFormat {
     Json,
 }
 
-/// `POST /api/v1/users`.
+/// `POST /api/v1/users`: an account as registration gives it, and its
+/// role here.
 #[derive(Serialize, ToSchema)]
 pub struct UserRequest {
-    #[schema(pattern = "^[A-Za-z0-9._@-]{3,64}$")]
-    pub username: String,
-    #[schema(min_length = 8)]
-    pub password: String,
-    pub email: Option<String>,
-    pub full_name: Option<String>,
+    #[serde(flatten)]
+    pub account: RegisterRequest,
     /// `viewer` when absent; only an owner grants `owner`.
     pub role: Option<Role>,
     /// `true` when absent.
