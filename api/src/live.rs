@@ -268,6 +268,7 @@ enum End {
 #[utoipa::path(
     get,
     path = "/ws",
+    operation_id = "ws_connect",
     tag = "backup",
     params(
         ("token" = Option<String>, Query, description = "An access token or API key (browsers cannot set headers); else X-API-Key, else Authorization: Bearer"),

@@ -104,6 +104,7 @@ fn filter(q: &Params, errors: &mut Vec<FieldError>) -> Filter {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/logs",
+    operation_id = "audit_list",
     tag = "backup",
     params(("user_id" = Option<i64>, Query, description = "Only this user's actions"),
         ("action" = Option<String>, Query, max_length = 128, description = "Only this action (backup_create, …)"),
@@ -203,6 +204,7 @@ fn csv_row(e: &Entry) -> String {
 #[utoipa::path(
     get,
     path = "/api/v1/audit/export",
+    operation_id = "audit_export",
     tag = "backup",
     params(("format" = Option<ExportFormat>, Query, description = "csv (default) or json"),
         ("user_id" = Option<i64>, Query, description = "Only this user's actions"),

@@ -142,6 +142,7 @@ fn valid_database_name(v: &mut Validator, name: &Option<String>, path: &[&str]) 
 #[utoipa::path(
     post,
     path = "/api/v1/backups",
+    operation_id = "backups_create",
     tag = "backup",
     request_body(content = BackupRequest, content_type = "application/json"),
     responses(
@@ -260,6 +261,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/backups",
+    operation_id = "backups_list",
     tag = "backup",
     params(("server_id" = Option<i64>, Query, description = "Only this server's"),
         ("db_type" = Option<crate::openapi::backup::servers::DbType>, Query, description = "Only this database type"),
@@ -343,6 +345,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/v1/backups/{id}",
+    operation_id = "backups_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The backup's id")),
     responses(
@@ -366,6 +369,7 @@ pub async fn get_one(
 #[utoipa::path(
     delete,
     path = "/api/v1/backups/{id}",
+    operation_id = "backups_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The backup's id")),
     responses(
@@ -442,6 +446,7 @@ fn base_url(state: &ApiState, headers: &HeaderMap) -> ApiResult<String> {
 #[utoipa::path(
     post,
     path = "/api/v1/backups/{id}/download",
+    operation_id = "backups_download",
     tag = "backup",
     params(("id" = i64, Path, description = "The backup's id")),
     request_body(content = Option<DownloadRequest>, content_type = "application/json", description = "Optional; may be empty"),
@@ -519,6 +524,7 @@ pub async fn download(
 #[utoipa::path(
     get,
     path = "/api/v1/backups/{id}/file",
+    operation_id = "backups_file",
     tag = "backup",
     params(
         ("id" = i64, Path, description = "The backup's id"),
@@ -650,6 +656,7 @@ fn masking_rules(
 #[utoipa::path(
     post,
     path = "/api/v1/backups/{id}/restore",
+    operation_id = "backups_restore",
     tag = "backup",
     params(("id" = i64, Path, description = "The backup's id")),
     request_body(content = RestoreRequest, content_type = "application/json"),
@@ -758,6 +765,7 @@ async fn enqueue(
 #[utoipa::path(
     post,
     path = "/api/v1/backups/{id}/verify",
+    operation_id = "backups_verify",
     tag = "backup",
     params(("id" = i64, Path, description = "The backup's id")),
     request_body(content = Option<VerifyRequest>, content_type = "application/json", description = "Optional; may be empty"),
@@ -827,6 +835,7 @@ pub async fn verify(
 #[utoipa::path(
     get,
     path = "/api/v1/tasks/{task_id}",
+    operation_id = "tasks_get_one",
     tag = "backup",
     params(("task_id" = String, Path, description = "The task id a queued job answered")),
     responses(

@@ -183,6 +183,7 @@ fn read_body(body: &[u8], old: Option<&Command>) -> ApiResult<CommandFields> {
 #[utoipa::path(
     post,
     path = "/api/v1/commands",
+    operation_id = "commands_create",
     tag = "backup",
     request_body(content = CommandRequest, content_type = "application/json"),
     responses(
@@ -212,6 +213,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/commands",
+    operation_id = "commands_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<CommandView>, description = "Every command of the tenant"),
@@ -228,6 +230,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     get,
     path = "/api/v1/commands/{id}",
+    operation_id = "commands_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The command's id")),
     responses(
@@ -251,6 +254,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/v1/commands/{id}",
+    operation_id = "commands_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The command's id")),
     request_body(content = CommandRequest, content_type = "application/json", description = "Any subset of the fields"),
@@ -285,6 +289,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/commands/{id}",
+    operation_id = "commands_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The command's id")),
     responses(
@@ -365,6 +370,7 @@ fn read_variables(
 #[utoipa::path(
     post,
     path = "/api/v1/commands/{id}/execute",
+    operation_id = "commands_execute",
     tag = "backup",
     params(("id" = i64, Path, description = "The command's id")),
     request_body(content = ExecuteRequest, content_type = "application/json"),
@@ -486,6 +492,7 @@ pub async fn execute(
 #[utoipa::path(
     get,
     path = "/api/v1/commands/{id}/executions",
+    operation_id = "commands_executions",
     tag = "backup",
     params(("id" = i64, Path, description = "The command's id"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),

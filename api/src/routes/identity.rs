@@ -200,6 +200,7 @@ async fn attempt(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
+    operation_id = "auth_login",
     tag = "backup",
     request_body(content(
         (LoginRequest = "application/json"),
@@ -295,6 +296,7 @@ fn slug_of(username: &str) -> String {
 #[utoipa::path(
     post,
     path = "/api/v1/auth/register",
+    operation_id = "auth_register",
     tag = "backup",
     request_body(content(
         (RegisterRequest = "application/json"),
@@ -409,6 +411,7 @@ struct RefreshBody {
 #[utoipa::path(
     post,
     path = "/api/v1/auth/refresh",
+    operation_id = "auth_refresh",
     tag = "backup",
     request_body(content(
         (RefreshRequest = "application/json"),
@@ -458,6 +461,7 @@ pub async fn refresh(
 #[utoipa::path(
     get,
     path = "/api/v1/auth/me",
+    operation_id = "auth_me",
     tag = "backup",
     responses(
         (status = 200, body = Me, description = "The caller"),

@@ -198,6 +198,7 @@ fn read_body(
 #[utoipa::path(
     post,
     path = "/api/v1/notifications/channels",
+    operation_id = "notification_channels_create",
     tag = "backup",
     request_body(content = ChannelRequest, content_type = "application/json"),
     responses(
@@ -227,6 +228,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/notifications/channels",
+    operation_id = "notification_channels_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<ChannelView>, description = "Every channel of the tenant"),
@@ -245,6 +247,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     get,
     path = "/api/v1/notifications/channels/{id}",
+    operation_id = "notification_channels_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The channel's id")),
     responses(
@@ -268,6 +271,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/v1/notifications/channels/{id}",
+    operation_id = "notification_channels_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The channel's id")),
     request_body(content = ChannelRequest, content_type = "application/json", description = "Any subset of the fields"),
@@ -303,6 +307,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/notifications/channels/{id}",
+    operation_id = "notification_channels_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The channel's id")),
     responses(
@@ -332,6 +337,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/api/v1/notifications/test",
+    operation_id = "notifications_test",
     tag = "backup",
     request_body(content = ChannelTestRequest, content_type = "application/json"),
     responses(

@@ -107,6 +107,7 @@ fn read_body(body: &[u8], old: Option<&PolicyFields>) -> ApiResult<PolicyFields>
 #[utoipa::path(
     get,
     path = "/api/v1/retention-policies",
+    operation_id = "retention_policies_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<PolicyView>, description = "Every retention policy of the tenant"),
@@ -126,6 +127,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     post,
     path = "/api/v1/retention-policies",
+    operation_id = "retention_policies_create",
     tag = "backup",
     request_body(content = PolicyRequest, content_type = "application/json"),
     responses(
@@ -154,6 +156,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/retention-policies/{id}",
+    operation_id = "retention_policies_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The policy's id")),
     responses(
@@ -177,6 +180,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/v1/retention-policies/{id}",
+    operation_id = "retention_policies_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The policy's id")),
     request_body(content = PolicyRequest, content_type = "application/json", description = "Any subset of the fields"),
@@ -211,6 +215,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/retention-policies/{id}",
+    operation_id = "retention_policies_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The policy's id")),
     responses(
@@ -244,6 +249,7 @@ pub async fn delete(
 #[utoipa::path(
     get,
     path = "/api/v1/retention-policies/{id}/dry-run",
+    operation_id = "retention_policies_dry_run",
     tag = "backup",
     params(("id" = i64, Path, description = "The policy's id"),
         ("server_id" = i64, Query, description = "The server whose backups are judged"),

@@ -245,6 +245,7 @@ fn next_run(f: &ScheduleFields, c: &CronSchedule) -> Option<DateTime<Utc>> {
 #[utoipa::path(
     get,
     path = "/api/v1/schedules",
+    operation_id = "schedules_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<ScheduleView>, description = "Every schedule of the tenant"),
@@ -262,6 +263,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     post,
     path = "/api/v1/schedules",
+    operation_id = "schedules_create",
     tag = "backup",
     request_body(content = ScheduleRequest, content_type = "application/json"),
     responses(
@@ -293,6 +295,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/schedules/{id}",
+    operation_id = "schedules_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The schedule's id")),
     responses(
@@ -316,6 +319,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/v1/schedules/{id}",
+    operation_id = "schedules_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The schedule's id")),
     request_body(content = ScheduleRequest, content_type = "application/json", description = "Any subset of the fields"),
@@ -363,6 +367,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/schedules/{id}",
+    operation_id = "schedules_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The schedule's id")),
     responses(

@@ -256,6 +256,7 @@ fn read_body(state: &ApiState, body: &[u8], old: Option<&ServerFields>) -> ApiRe
 #[utoipa::path(
     post,
     path = "/api/v1/servers",
+    operation_id = "servers_create",
     tag = "backup",
     request_body(content = ServerRequest, content_type = "application/json"),
     responses(
@@ -288,6 +289,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/servers",
+    operation_id = "servers_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<ServerView>, description = "Every server of the tenant"),
@@ -304,6 +306,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     get,
     path = "/api/v1/servers/{id}",
+    operation_id = "servers_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The server's id")),
     responses(
@@ -327,6 +330,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/v1/servers/{id}",
+    operation_id = "servers_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The server's id")),
     request_body(content = ServerRequest, content_type = "application/json", description = "Any subset of the fields"),
@@ -364,6 +368,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/servers/{id}",
+    operation_id = "servers_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The server's id")),
     responses(
@@ -405,6 +410,7 @@ async fn endpoint(state: &ApiState, s: &Server) -> ApiResult<Result<Endpoint, St
 #[utoipa::path(
     post,
     path = "/api/v1/servers/{id}/test-connection",
+    operation_id = "servers_test_connection",
     tag = "backup",
     params(("id" = i64, Path, description = "The server's id")),
     responses(
@@ -470,6 +476,7 @@ pub async fn test_connection(
 #[utoipa::path(
     get,
     path = "/api/v1/servers/{id}/databases",
+    operation_id = "servers_databases",
     tag = "backup",
     params(("id" = i64, Path, description = "The server's id")),
     responses(

@@ -119,6 +119,7 @@ fn check_owner_grant(p: &Principal, old: Option<&str>, new: Option<&str>) -> Api
 #[utoipa::path(
     get,
     path = "/api/v1/users",
+    operation_id = "users_list",
     tag = "backup",
     responses(
         (status = 200, body = Vec<UserView>, description = "Every user of the tenant"),
@@ -136,6 +137,7 @@ pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult
 #[utoipa::path(
     get,
     path = "/api/v1/users/{id}",
+    operation_id = "users_get_one",
     tag = "backup",
     params(("id" = i64, Path, description = "The user's id")),
     responses(
@@ -164,6 +166,7 @@ pub async fn get_one(
 #[utoipa::path(
     post,
     path = "/api/v1/users",
+    operation_id = "users_create",
     tag = "backup",
     request_body(content = UserRequest, content_type = "application/json"),
     responses(
@@ -231,6 +234,7 @@ pub async fn create(
 #[utoipa::path(
     put,
     path = "/api/v1/users/{id}",
+    operation_id = "users_update",
     tag = "backup",
     params(("id" = i64, Path, description = "The user's id")),
     request_body(content = UserUpdate, content_type = "application/json"),
@@ -337,6 +341,7 @@ pub async fn update(
 #[utoipa::path(
     delete,
     path = "/api/v1/users/{id}",
+    operation_id = "users_delete",
     tag = "backup",
     params(("id" = i64, Path, description = "The user's id")),
     responses(
