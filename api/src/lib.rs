@@ -33,6 +33,7 @@ use sluice_storage::ratelimit::KeyLimiter;
 use sluice_storage::secrets::SecretBox;
 use sluice_storage::streams::StreamLayout;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{family_layer, Family};
 
@@ -271,15 +272,12 @@ pub fn router(state: ApiState) -> Router {
             put(routes::alerts::update_incident),
         );
     let tracking_routes = OpenApiRouter::new()
-        .route("/api/v1/tracking/dashboard", get(tracking::dashboard))
-        .route("/api/v1/tracking/history", get(tracking::history))
-        .route("/api/v1/tracking/health", get(tracking::health))
-        .route("/api/v1/tracking/status", get(tracking::status))
-        .route(
-            "/api/v1/tracking/databases",
-            get(tracking::list_databases).post(tracking::attach),
-        )
-        .route("/api/v1/tracking/databases/{id}", delete(tracking::detach))
+        .routes(routes!(tracking::dashboard))
+        .routes(routes!(tracking::history))
+        .routes(routes!(tracking::health))
+        .routes(routes!(tracking::status))
+        .routes(routes!(tracking::list_databases, tracking::attach))
+        .routes(routes!(tracking::detach))
         .layer(family_layer(Family::Tracking));
     let backup = OpenApiRouter::new()
         .route("/api/v1/auth/login", post(identity::login))

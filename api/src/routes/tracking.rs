@@ -34,6 +34,10 @@ use uuid::Uuid;
 use super::Params;
 use crate::auth::Member;
 use crate::error::{tracking_ok, ApiError, ApiResult};
+use crate::openapi::tracking::{
+    ApiStatus, AttachRequest, Dashboard, Detached, History, OpStatus as OpStatusDoc, SystemHealth,
+    TenantHeader, TrackedDatabase, TrackedDatabases, TrackingOk,
+};
 use crate::ApiState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,6 +115,25 @@ fn limit(state: &ApiState, which: &str, subject: Uuid) -> ApiResult<()> {
         .map_err(|retry_after| ApiError::RateLimited { retry_after })
 }
 
+/// Operation totals and statuses over the last `hours`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/dashboard",
+    tag = "tracking",
+    params(
+        TenantHeader,
+        ("hours" = Option<i64>, Query, minimum = 1, maximum = 2160, description = "The window, in hours (default 24)"),
+    ),
+    responses(
+        (status = 200, body = TrackingOk<Dashboard>, description = "Dashboard data"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid query parameter"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
+        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 50 a minute; see Retry-After"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn dashboard(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -157,6 +180,29 @@ pub async fn dashboard(
     ))
 }
 
+/// Finished operations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/history",
+    tag = "tracking",
+    params(
+        TenantHeader,
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 365, description = "The window, in days (default 7)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 1000000, description = "Operations skipped (default 0)"),
+        ("status" = Option<OpStatusDoc>, Query, description = "Only operations ending so"),
+        ("type" = Option<String>, Query, description = "Only this script_type (case-insensitive)"),
+    ),
+    responses(
+        (status = 200, body = TrackingOk<History>, description = "A page of operations"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid query parameter"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
+        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 25 a minute; see Retry-After"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn history(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -265,6 +311,22 @@ async fn backlog(state: &ApiState) -> Option<(u64, f64)> {
     Some((n, oldest))
 }
 
+/// The system's health checks and score.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/health",
+    tag = "tracking",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = TrackingOk<SystemHealth>, description = "Health checks"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
+        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 10 a minute; see Retry-After"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn health(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     limit(&state, "health", p.subject.id())?;
     let ts = now();
@@ -380,6 +442,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 }
 
 /// The API's own status; needs no credentials (limited per client address).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/status",
+    tag = "tracking",
+    responses(
+        (status = 200, body = ApiStatus, description = "The API's status"),
+        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 10 a minute; see Retry-After"),
+    ),
+    security(())
+)]
 pub async fn status(
     State(state): State<ApiState>,
     ClientAddr(peer): ClientAddr,
@@ -428,6 +500,22 @@ fn db_json(d: &tracked_databases::TrackedDatabase) -> Value {
     json!({"id": d.id, "name": d.name, "status": "ATTACHED", "created_at": d.created_at})
 }
 
+/// Attach a database for automatic DDL tracking.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tracking/databases",
+    tag = "tracking",
+    params(TenantHeader),
+    request_body(content = AttachRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = TrackingOk<TrackedDatabase>, description = "Attached"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid body, or the database could not be attached"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Not owner, admin or dba; or another tenant"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn attach(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -456,6 +544,21 @@ pub async fn attach(
     ))
 }
 
+/// The tenant's tracked databases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/databases",
+    tag = "tracking",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = TrackingOk<TrackedDatabases>, description = "Tracked databases"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list_databases(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -470,6 +573,22 @@ pub async fn list_databases(
     ))
 }
 
+/// Detach a tracked database: its trigger and queue are removed.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tracking/databases/{id}",
+    tag = "tracking",
+    params(TenantHeader, ("id" = String, Path, description = "The tracked database's id (a UUID)")),
+    responses(
+        (status = 200, body = TrackingOk<Detached>, description = "Detached"),
+        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
+        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
+        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Not owner, admin or dba; or another tenant"),
+        (status = 404, body = crate::openapi::tracking::TrackingError, description = "No tracked database of the tenant has this id"),
+        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn detach(
     State(state): State<ApiState>,
     Member(p): Member,
