@@ -86,6 +86,9 @@ async fn schemathesis_finds_nothing() {
     cmd.arg("run")
         .arg(app.url("/openapi.json"))
         .args(["--header", &format!("X-API-Key: {key}")])
+        // The Tracking, Backup and orchestrator routes take the key as a
+        // Bearer credential (`bearerAuth`); without it they answer only 401.
+        .args(["--header", &format!("Authorization: Bearer {key}")])
         .args([
             "--checks",
             "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
@@ -107,6 +110,8 @@ async fn schemathesis_finds_nothing() {
         .unwrap_or_else(|e| panic!("{st}: {e} (scripts/services.sh installs schemathesis)"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Shown with `--nocapture`: what was tested, also when nothing failed.
+    println!("{stdout}");
     assert!(
         out.status.success(),
         "schemathesis found problems:\n{stdout}\n{stderr}"

@@ -34,7 +34,7 @@ pub enum RiskLevel {
 /// `POST /api/v1/migrations`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct NewMigration {
+pub struct MigrationRequest {
     pub name: String,
     pub description: Option<String>,
     /// A registered database's id (`db-<n>`).

@@ -19,6 +19,8 @@ use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
 use crate::validate::{object, Validator};
+use crate::openapi::orchestrator::{ApprovalDecided, ApprovalSubmitted, Decision};
+use crate::openapi::tracking::TenantHeader;
 use crate::ApiState;
 
 pub const APPROVAL_TTL_DAYS: i64 = 7;
@@ -34,6 +36,23 @@ pub async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
         .await?)
 }
 
+/// Submit a migration for approval (expires after 7 days).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/submit-approval",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    responses(
+        (status = 201, body = ApprovalSubmitted, description = "Submitted"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn submit(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -79,6 +98,24 @@ pub async fn submit(
     ))
 }
 
+/// Approve a PendingApproval migration (Admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/approve",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<Decision>, content_type = "application/json"),
+    responses(
+        (status = 200, body = ApprovalDecided, description = "Approved"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn approve(
     state: State<ApiState>,
     member: Member,
@@ -88,6 +125,24 @@ pub async fn approve(
     decide(state, member, id, body, "Approved").await
 }
 
+/// Reject a PendingApproval migration (Admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/reject",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<Decision>, content_type = "application/json"),
+    responses(
+        (status = 200, body = ApprovalDecided, description = "Rejected"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn reject(
     state: State<ApiState>,
     member: Member,

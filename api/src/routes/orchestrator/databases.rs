@@ -21,6 +21,8 @@ use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Validator};
+use crate::openapi::orchestrator::{DatabaseList, DatabaseView, RegisterDatabase};
+use crate::openapi::tracking::TenantHeader;
 use crate::ApiState;
 
 pub const ENVIRONMENTS: &[&str] = &["Production", "Staging", "QA", "Development"];
@@ -107,6 +109,22 @@ fn connection(
     }
 }
 
+/// Register a database: a master and its replicas.
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases",
+    tag = "orchestrator",
+    params(TenantHeader),
+    request_body(content = RegisterDatabase, content_type = "application/json"),
+    responses(
+        (status = 201, body = DatabaseView, description = "Registered"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn register(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -217,6 +235,21 @@ pub async fn register(
     Ok((StatusCode::CREATED, Extension(note), Json(view(&d, health))))
 }
 
+/// The tenant's registered databases, each with its health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases",
+    tag = "orchestrator",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = DatabaseList, description = "Registered databases"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| databases::list(pg, tenant)).await?;
@@ -236,6 +269,22 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: i64) -> ApiResult<Da
         .ok_or_else(|| ApiError::not_found("database"))
 }
 
+/// One registered database, with its health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The database's id (`db-<n>`)")),
+    responses(
+        (status = 200, body = DatabaseView, description = "The database"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -31,6 +31,10 @@ use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validate::{object, Validator};
+use crate::openapi::orchestrator::executions::{
+    ExecuteRequest, ExecutionStarted, ExecutionView, RollbackRequest, RolledBack,
+};
+use crate::openapi::tracking::TenantHeader;
 use crate::ApiState;
 
 /// An execution as `GET …/executions/{id}` answers it.
@@ -79,6 +83,24 @@ fn threshold(v: &mut Validator, t: &Map<String, Value>, key: &str) -> Option<f64
     }
 }
 
+/// Queue an execution of the migration, phase by phase.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/execute",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<ExecuteRequest>, content_type = "application/json"),
+    responses(
+        (status = 202, body = ExecutionStarted, description = "Queued and running"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn execute(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -311,6 +333,22 @@ async fn load(
         .ok_or_else(|| ApiError::not_found("execution"))
 }
 
+/// An execution's status, phases and measurements.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/executions/{execution_id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
+    responses(
+        (status = 200, body = ExecutionView, description = "The execution"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -321,6 +359,24 @@ pub async fn get_one(
     )))
 }
 
+/// Roll back a Succeeded execution with the migration's rollbackScript.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/executions/{execution_id}/rollback",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
+    request_body(content = RollbackRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = RolledBack, description = "Rolled back"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn rollback(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -23,6 +23,10 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::routes::Params;
 use crate::validate::{object, Validator};
+use crate::openapi::orchestrator::migrations::{
+    MigrationList, MigrationStatus, MigrationRequest, MigrationView, ValidateRequest, Validation,
+};
+use crate::openapi::tracking::TenantHeader;
 use crate::ApiState;
 
 pub const STATUSES: &[&str] = &[
@@ -66,6 +70,23 @@ fn parse_field(field: &str, text: &str) -> Result<Script, ApiError> {
     })
 }
 
+/// Create a migration (a Draft); its script is parsed and linted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations",
+    tag = "orchestrator",
+    params(TenantHeader),
+    request_body(content = MigrationRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = MigrationView, description = "Created"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 429, body = crate::openapi::orchestrator::OrchError, description = "Too many requests (RATE_LIMIT_EXCEEDED); see Retry-After"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -173,6 +194,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Extension(note), Json(view(&m))))
 }
 
+/// The tenant's migrations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations",
+    tag = "orchestrator",
+    params(TenantHeader,
+        ("status" = Option<MigrationStatus>, Query, description = "Only migrations in this status"),
+        ("database" = Option<String>, Query, description = "Only migrations of this database (`db-<n>`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 2147483647, description = "Migrations skipped (default 0)")),
+    responses(
+        (status = 200, body = MigrationList, description = "A page of migrations"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -238,6 +278,22 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: &str) -> ApiResult<M
         .ok_or_else(|| ApiError::not_found("migration"))
 }
 
+/// One migration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    responses(
+        (status = 200, body = MigrationView, description = "The migration"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -246,6 +302,24 @@ pub async fn get_one(
     Ok(Json(view(&load(&state, p.tenant_id, &id).await?)))
 }
 
+/// Lint the migration's script, and with `dryRun` run it on the master in a transaction that is rolled back.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/validate",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<ValidateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, body = Validation, description = "The findings"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
+        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
+        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
+        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn validate(
     State(state): State<ApiState>,
     Member(p): Member,
