@@ -8,12 +8,92 @@
 //! operation (default 10); CI runs the whole document with a fixed seed.
 
 use std::process::Command;
+use std::sync::OnceLock;
 
+use reqwest::Method;
 use serde_json::Value;
 use sluice::app::Mode;
 use sluice_storage::pg::api_keys;
 
 use crate::support::TestApp;
+
+/// The document, fetched once (every app serves the same one).
+static DOCUMENT: OnceLock<Value> = OnceLock::new();
+
+async fn document(app: &TestApp) -> &'static Value {
+    if let Some(d) = DOCUMENT.get() {
+        return d;
+    }
+    let res = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let doc: Value = res.json().await.unwrap();
+    DOCUMENT.get_or_init(|| doc)
+}
+
+/// Whether `path` is an instance of the document's `template`.
+fn instance_of(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
+/// Panics unless the answer `status`/`body` to `method path` is one the
+/// document describes: its status listed, its JSON body valid against the
+/// schema given for that status. Schemathesis cannot reach the answers
+/// that need real data (a registered database, a finished execution);
+/// the e2e tests that make them check them here.
+pub async fn assert_documented(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    status: u16,
+    body: &Value,
+) {
+    let doc = document(app).await;
+    let path = path.split('?').next().unwrap_or(path);
+    let method_key = method.as_str().to_ascii_lowercase();
+    let op = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(t, item)| instance_of(t, path) && item[&method_key].is_object())
+        // a literal segment wins over a parameter
+        .min_by_key(|(t, _)| t.matches('{').count())
+        .map(|(_, item)| &item[&method_key])
+        .unwrap_or_else(|| panic!("{method} {path} is not in the document"));
+    let answer = &op["responses"][status.to_string()];
+    assert!(
+        answer.is_object(),
+        "{method} {path} answered {status}, a status the document does not list: {body}"
+    );
+    let Some(schema) = answer["content"]["application/json"]["schema"].as_object() else {
+        return;
+    };
+    let mut schema = schema.clone();
+    schema.insert("components".into(), doc["components"].clone());
+    let validator = jsonschema::draft202012::new(&Value::Object(schema)).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{e} (at {})", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: the answer does not match the document: {errors:?}\n{body}"
+    );
+}
+
+/// Sends `req` and checks its answer with [`assert_documented`]: the
+/// status and JSON body, as [`crate::support::status_json`] gives them.
+pub async fn documented(app: &TestApp, req: reqwest::RequestBuilder) -> (u16, Value) {
+    let req = req.build().unwrap();
+    let (method, path) = (req.method().clone(), req.url().path().to_string());
+    let res = app.http.execute(req).await.unwrap();
+    let s = res.status().as_u16();
+    let v = res.json().await.unwrap_or(Value::Null);
+    assert_documented(app, &method, &path, s, &v).await;
+    (s, v)
+}
 
 /// An owner key of the app's tenant, so every route can be reached.
 async fn owner_key(app: &TestApp) -> String {

@@ -269,5 +269,8 @@ pub fn start() {}
 pub fn complete() {}
 
 #[derive(OpenApi)]
-#[openapi(paths(start, complete), components(schemas(TrackingError, TrackingErrorCode)))]
+#[openapi(
+    paths(start, complete),
+    components(schemas(TrackingError, TrackingErrorCode))
+)]
 pub struct Doc;

@@ -18,9 +18,9 @@ use super::{databases, ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
-use crate::validate::{object, Validator};
 use crate::openapi::orchestrator::{ApprovalDecided, ApprovalSubmitted, Decision};
 use crate::openapi::tracking::TenantHeader;
+use crate::validate::{object, Validator};
 use crate::ApiState;
 
 pub const APPROVAL_TTL_DAYS: i64 = 7;

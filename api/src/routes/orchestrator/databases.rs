@@ -20,9 +20,9 @@ use super::{ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Validator};
 use crate::openapi::orchestrator::{DatabaseList, DatabaseView, RegisterDatabase};
 use crate::openapi::tracking::TenantHeader;
+use crate::validate::{object, Validator};
 use crate::ApiState;
 
 pub const ENVIRONMENTS: &[&str] = &["Production", "Staging", "QA", "Development"];

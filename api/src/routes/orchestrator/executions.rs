@@ -30,11 +30,11 @@ use super::{ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::validate::{object, Validator};
 use crate::openapi::orchestrator::executions::{
     ExecuteRequest, ExecutionStarted, ExecutionView, RollbackRequest, RolledBack,
 };
 use crate::openapi::tracking::TenantHeader;
+use crate::validate::{object, Validator};
 use crate::ApiState;
 
 /// An execution as `GET …/executions/{id}` answers it.

@@ -21,12 +21,12 @@ use super::{databases, ids, limit, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::routes::Params;
-use crate::validate::{object, Validator};
 use crate::openapi::orchestrator::migrations::{
-    MigrationList, MigrationStatus, MigrationRequest, MigrationView, ValidateRequest, Validation,
+    MigrationList, MigrationRequest, MigrationStatus, MigrationView, ValidateRequest, Validation,
 };
 use crate::openapi::tracking::TenantHeader;
+use crate::routes::Params;
+use crate::validate::{object, Validator};
 use crate::ApiState;
 
 pub const STATUSES: &[&str] = &[
