@@ -198,3 +198,11 @@ async fn schemathesis_finds_nothing() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+#[should_panic(expected = "does not match the document")]
+async fn an_answer_unlike_the_document_is_caught() {
+    let app = TestApp::spawn().await;
+    let status = serde_json::json!({"service": "Database Tracking API", "status": 7});
+    assert_documented(&app, &Method::GET, "/api/v1/tracking/status", 200, &status).await;
+}

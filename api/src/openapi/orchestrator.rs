@@ -115,6 +115,7 @@ pub enum ReplicaRole {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterDatabase {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `PostgreSQL` when absent.
     #[serde(rename = "type")]
@@ -129,6 +130,7 @@ pub struct RegisterDatabase {
 #[serde(rename_all = "camelCase")]
 pub struct NewReplica {
     /// Unique in the registration; not `master`.
+    #[schema(min_length = 1, max_length = 100)]
     pub replica_id: String,
     pub connection_string: String,
     /// `AsyncReplica` when absent.
@@ -198,7 +200,7 @@ pub enum ApprovalStatus {
 /// empty.
 #[derive(Serialize, ToSchema)]
 pub struct Decision {
-    /// At most 4000 characters.
+    #[schema(max_length = 4000)]
     pub notes: Option<String>,
 }
 

@@ -66,15 +66,18 @@ pub enum Health {
 #[derive(Serialize, ToSchema)]
 pub struct StartRequest {
     /// 1 to 500 characters (trimmed).
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub script_name: String,
-    /// Upper-case letters, digits and underscores, at most 50; `MANUAL`
+    /// Letters, digits and underscores, at most 50, upper-cased; `MANUAL`
     /// when absent.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_]{0,49}$")]
     pub script_type: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Started {
     /// 32 lower-case hexadecimal characters.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     pub operation_id: String,
     pub script_name: String,
     pub script_type: String,
@@ -87,6 +90,7 @@ pub struct Started {
 #[derive(Serialize, ToSchema)]
 pub struct CompleteRequest {
     /// The id `start` answered (32 hexadecimal characters).
+    #[schema(pattern = "^[0-9a-fA-F]{32}$")]
     pub operation_id: String,
     /// True when absent.
     pub success: Option<bool>,
@@ -197,8 +201,10 @@ pub struct ApiStatus {
 /// `POST /api/v1/tracking/databases`.
 #[derive(Serialize, ToSchema)]
 pub struct AttachRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     pub name: String,
     /// A `postgres://` or `postgresql://` URL; stored encrypted.
+    #[schema(pattern = "^postgres(ql)?://")]
     pub connection_url: String,
 }
 

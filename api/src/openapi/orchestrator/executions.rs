@@ -124,7 +124,7 @@ pub struct PerformanceMetrics {
 /// `POST /api/v1/migrations/{id}/executions/{execution_id}/rollback`.
 #[derive(Serialize, ToSchema)]
 pub struct RollbackRequest {
-    /// At most 2000 characters.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

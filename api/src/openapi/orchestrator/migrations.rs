@@ -35,7 +35,9 @@ pub enum RiskLevel {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationRequest {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// A registered database's id (`db-<n>`).
     pub target_database_id: String,
@@ -48,6 +50,7 @@ pub struct MigrationRequest {
     /// lint's. `Low` when absent.
     pub risk_level: Option<RiskLevel>,
     /// At most 50, each 1 to 100 characters.
+    #[schema(max_items = 50)]
     pub tags: Option<Vec<String>>,
 }
 
