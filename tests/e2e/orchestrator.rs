@@ -1350,3 +1350,26 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     assert_eq!(s, 201);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_byte_in_login_credentials_is_a_400_not_a_store_failure() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_user().await;
+    for body in [
+        json!({"username": format!("{}\u{0}", owner.username), "password": "whatever-123"}),
+        json!({"username": owner.username, "password": "pass\u{0}word"}),
+    ] {
+        let (s, v) = documented(
+            &app,
+            app.http
+                .post(app.url("/api/v1/authentication/login"))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(s, 400, "{v}");
+        assert_envelope(&v, "VALIDATION_ERROR");
+    }
+    // Postgres' circuit stays closed: the right password still logs in.
+    login(&app, &owner.username, "s3cret-passw0rd").await;
+    app.stop().await;
+}

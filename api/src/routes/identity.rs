@@ -121,6 +121,17 @@ async fn attempt(
     body: &Bytes,
 ) -> Result<(users::User, AuditNote), Response> {
     let creds: Credentials = parse_body(headers, body).map_err(IntoResponse::into_response)?;
+    // No store holds U+0000 in text, and no username or password has it.
+    if [&creds.username, &creds.password]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
+        return Err(
+            ApiError::Validation("username and password may not hold a NUL character".into())
+                .into_response(),
+        );
+    }
     let tried = creds.username.as_deref().unwrap_or("").trim().to_string();
     let refused = match crate::throttle::check(state, &tried, ip).await {
         Ok(()) => None,
