@@ -522,12 +522,27 @@ async fn ddl_of_an_attached_database_appears_in_history() {
     .await;
     assert_eq!(s, 400);
     assert_tracking_error(&v, "INVALID_REQUEST");
+    // A name no store can hold, with a URL that works: refused, not a 503.
+    let (s, v) = documented(
+        &app,
+        app.bearer(
+            Method::POST,
+            "/api/v1/tracking/databases",
+            &u.token,
+            &tenant,
+        )
+        .json(&json!({"name": "orders\u{0}db", "connection_url": url})),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert_tracking_error(&v, "INVALID_REQUEST");
     let (_, list) = documented(
         &app,
         app.bearer(Method::GET, "/api/v1/tracking/databases", &u.token, &tenant),
     )
     .await;
     assert_eq!(list["data"]["databases"][0]["name"], "orders-db");
+    assert_eq!(list["data"]["databases"].as_array().unwrap().len(), 1);
     assert!(
         !list.to_string().contains("postgres://"),
         "the URL is never shown"

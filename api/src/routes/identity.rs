@@ -127,10 +127,10 @@ async fn attempt(
         .flatten()
         .any(|s| s.contains('\0'))
     {
-        return Err(
-            ApiError::Validation("username and password may not hold a NUL character".into())
-                .into_response(),
-        );
+        return Err(ApiError::Validation(
+            "username and password may not hold a NUL character".into(),
+        )
+        .into_response());
     }
     let tried = creds.username.as_deref().unwrap_or("").trim().to_string();
     let refused = match crate::throttle::check(state, &tried, ip).await {

@@ -529,6 +529,11 @@ pub async fn attach(
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
+    if name.contains('\0') {
+        return Err(ApiError::BadRequest(
+            "name may not hold a NUL character".into(),
+        ));
+    }
     let url = b
         .connection_url
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
