@@ -7,8 +7,9 @@
 //! while working on them; `SLUICE_ST_EXAMPLES` sets the examples per
 //! operation (default 10); CI runs the whole document with a fixed seed.
 
+use std::collections::HashMap;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use reqwest::Method;
 use serde_json::Value;
@@ -19,6 +20,10 @@ use crate::support::TestApp;
 
 /// The document, fetched once (every app serves the same one).
 static DOCUMENT: OnceLock<Value> = OnceLock::new();
+
+/// Each answer schema's validator, by the schema's text.
+static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+    LazyLock::new(Default::default);
 
 async fn document(app: &TestApp) -> &'static Value {
     if let Some(d) = DOCUMENT.get() {
@@ -70,9 +75,20 @@ pub async fn assert_documented(
     let Some(schema) = answer["content"]["application/json"]["schema"].as_object() else {
         return;
     };
-    let mut schema = schema.clone();
-    schema.insert("components".into(), doc["components"].clone());
-    let validator = jsonschema::draft202012::new(&Value::Object(schema)).unwrap();
+    // Built once per schema: checking stays fast enough for tests that
+    // time their requests (rate limits).
+    let validator = {
+        let mut built = VALIDATORS.lock().unwrap();
+        let key = Value::Object(schema.clone()).to_string();
+        built
+            .entry(key)
+            .or_insert_with(|| {
+                let mut schema = schema.clone();
+                schema.insert("components".into(), doc["components"].clone());
+                Arc::new(jsonschema::draft202012::new(&Value::Object(schema)).unwrap())
+            })
+            .clone()
+    };
     let errors: Vec<String> = validator
         .iter_errors(body)
         .map(|e| format!("{e} (at {})", e.instance_path()))

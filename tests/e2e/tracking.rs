@@ -496,44 +496,26 @@ async fn ddl_of_an_attached_database_appears_in_history() {
     let tenant = u.tenant_id.to_string();
     let (db, url) = scratch_db(&app.running.pg).await;
 
-    let (s, v) = documented(
-        &app,
-        app.bearer(
-            Method::POST,
-            "/api/v1/tracking/databases",
-            &u.token,
-            &tenant,
+    let attach = |name: &str, url: &str| {
+        documented(
+            &app,
+            app.bearer(
+                Method::POST,
+                "/api/v1/tracking/databases",
+                &u.token,
+                &tenant,
+            )
+            .json(&json!({"name": name, "connection_url": url})),
         )
-        .json(&json!({"name": "orders-db", "connection_url": url})),
-    )
-    .await;
+    };
+    let (s, v) = attach("orders-db", &url).await;
     assert_eq!(s, 201, "{v}");
     let db_id = v["data"]["id"].as_str().unwrap().to_string();
-    let (s, v) = documented(
-        &app,
-        app.bearer(
-            Method::POST,
-            "/api/v1/tracking/databases",
-            &u.token,
-            &tenant,
-        )
-        .json(&json!({"name": "x", "connection_url": "mysql://nope"})),
-    )
-    .await;
+    let (s, v) = attach("x", "mysql://nope").await;
     assert_eq!(s, 400);
     assert_tracking_error(&v, "INVALID_REQUEST");
     // A name no store can hold, with a URL that works: refused, not a 503.
-    let (s, v) = documented(
-        &app,
-        app.bearer(
-            Method::POST,
-            "/api/v1/tracking/databases",
-            &u.token,
-            &tenant,
-        )
-        .json(&json!({"name": "orders\u{0}db", "connection_url": url})),
-    )
-    .await;
+    let (s, v) = attach("orders\u{0}db", &url).await;
     assert_eq!(s, 400, "{v}");
     assert_tracking_error(&v, "INVALID_REQUEST");
     let (_, list) = documented(

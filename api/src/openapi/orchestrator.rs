@@ -12,7 +12,7 @@ pub mod migrations;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The contract's error answer, whatever the status.
 #[derive(Serialize, ToSchema)]
@@ -48,6 +48,55 @@ pub enum OrchErrorCode {
     RateLimitExceeded,
     DatabaseError,
 }
+
+/// The refusals every authenticated orchestrator route can answer.
+#[derive(IntoResponses)]
+pub enum Refused {
+    #[response(
+        status = 400,
+        description = "Invalid request, body or field (VALIDATION_ERROR, with details)"
+    )]
+    Invalid(OrchError),
+    #[response(
+        status = 401,
+        description = "Missing or invalid credentials (UNAUTHORIZED)"
+    )]
+    Unauthorized(OrchError),
+    #[response(
+        status = 403,
+        description = "The caller's role may not do this, or another tenant (FORBIDDEN)"
+    )]
+    Forbidden(OrchError),
+    #[response(
+        status = 503,
+        description = "A store is unavailable (DATABASE_ERROR); see Retry-After"
+    )]
+    StoreDown(OrchError),
+}
+
+/// 404: no such resource of the caller's tenant (`NOT_FOUND`).
+#[derive(IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such resource of the caller's tenant (NOT_FOUND)"
+)]
+pub struct Missing(OrchError);
+
+/// 409: the resource's state forbids this (`CONFLICT`, `APPROVAL_REQUIRED`).
+#[derive(IntoResponses)]
+#[response(
+    status = 409,
+    description = "The resource's state forbids this (CONFLICT or APPROVAL_REQUIRED)"
+)]
+pub struct Conflicting(OrchError);
+
+/// 429: too many requests (`RATE_LIMIT_EXCEEDED`).
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "Too many requests (RATE_LIMIT_EXCEEDED); see Retry-After"
+)]
+pub struct Throttled(OrchError);
 
 /// One request field at fault (`replicas[0].connectionString`).
 #[derive(Serialize, ToSchema)]

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// `X-Tenant-ID`: the tenant (id or slug) a Bearer caller acts in, needed
 /// when a token's user belongs to several (the Tracking and orchestrator
@@ -37,6 +37,51 @@ pub struct TrackingError {
     pub error: String,
     pub error_code: TrackingErrorCode,
     pub timestamp: DateTime<Utc>,
+}
+
+/// The refusals every authenticated tracking route can answer.
+#[derive(IntoResponses)]
+pub enum Refused {
+    #[response(
+        status = 400,
+        description = "Invalid request, parameter or body (INVALID_REQUEST)"
+    )]
+    Invalid(TrackingError),
+    #[response(
+        status = 401,
+        description = "Missing or invalid credentials (AUTH_FAILED)"
+    )]
+    Unauthorized(TrackingError),
+    #[response(
+        status = 403,
+        description = "A role that may not do this, or another tenant (AUTH_FAILED)"
+    )]
+    Forbidden(TrackingError),
+    #[response(
+        status = 503,
+        description = "A store is unavailable (DATABASE_ERROR); see Retry-After"
+    )]
+    StoreDown(TrackingError),
+}
+
+/// 429: over the route's limit a minute (`RATE_LIMITED`).
+#[derive(IntoResponses)]
+#[response(
+    status = 429,
+    description = "Over the route's limit a minute (RATE_LIMITED); see Retry-After"
+)]
+pub struct Throttled(TrackingError);
+
+/// What the ingest tier refuses besides [`Refused`]: bodies too slow, too
+/// large or in an unknown encoding.
+#[derive(IntoResponses)]
+pub enum BodyRefused {
+    #[response(status = 408, description = "The body did not arrive in time")]
+    TooSlow(TrackingError),
+    #[response(status = 413, description = "Body over 64 KiB")]
+    TooLarge(TrackingError),
+    #[response(status = 415, description = "Unknown Content-Encoding")]
+    Encoding(TrackingError),
 }
 
 #[derive(Serialize, ToSchema)]
@@ -238,14 +283,7 @@ pub struct Detached {
     request_body(content = StartRequest, content_type = "application/json"),
     responses(
         (status = 200, body = TrackingOk<Started>, description = "Tracking started"),
-        (status = 400, body = TrackingError, description = "Invalid JSON or field"),
-        (status = 401, body = TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = TrackingError, description = "A read-only role, or another tenant"),
-        (status = 408, body = TrackingError, description = "The body did not arrive in time"),
-        (status = 413, body = TrackingError, description = "Body over 64 KiB"),
-        (status = 415, body = TrackingError, description = "Unknown Content-Encoding"),
-        (status = 429, body = TrackingError, description = "Over 100 a minute; see Retry-After"),
-        (status = 503, body = TrackingError, description = "Operation store unavailable; see Retry-After"),
+        Refused, Throttled, BodyRefused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -260,15 +298,8 @@ pub fn start() {}
     request_body(content = CompleteRequest, content_type = "application/json"),
     responses(
         (status = 200, body = TrackingOk<Completed>, description = "Operation recorded"),
-        (status = 400, body = TrackingError, description = "Invalid JSON or field, or already finished"),
-        (status = 401, body = TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = TrackingError, description = "A read-only role, or another tenant"),
         (status = 404, body = TrackingError, description = "No running operation has this id (OPERATION_NOT_FOUND)"),
-        (status = 408, body = TrackingError, description = "The body did not arrive in time"),
-        (status = 413, body = TrackingError, description = "Body over 64 KiB"),
-        (status = 415, body = TrackingError, description = "Unknown Content-Encoding"),
-        (status = 429, body = TrackingError, description = "Over 100 a minute; see Retry-After"),
-        (status = 503, body = TrackingError, description = "Operation store unavailable; see Retry-After"),
+        Refused, Throttled, BodyRefused,
     ),
     security(("bearerAuth" = []))
 )]

@@ -35,8 +35,8 @@ use super::Params;
 use crate::auth::Member;
 use crate::error::{tracking_ok, ApiError, ApiResult};
 use crate::openapi::tracking::{
-    ApiStatus, AttachRequest, Dashboard, Detached, History, OpStatus as OpStatusDoc, SystemHealth,
-    TenantHeader, TrackedDatabase, TrackedDatabases, TrackingOk,
+    ApiStatus, AttachRequest, Dashboard, Detached, History, OpStatus as OpStatusDoc, Refused,
+    SystemHealth, TenantHeader, Throttled, TrackedDatabase, TrackedDatabases, TrackingOk,
 };
 use crate::ApiState;
 
@@ -126,11 +126,7 @@ fn limit(state: &ApiState, which: &str, subject: Uuid) -> ApiResult<()> {
     ),
     responses(
         (status = 200, body = TrackingOk<Dashboard>, description = "Dashboard data"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid query parameter"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
-        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 50 a minute; see Retry-After"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused, Throttled,
     ),
     security(("bearerAuth" = []))
 )]
@@ -195,11 +191,7 @@ pub async fn dashboard(
     ),
     responses(
         (status = 200, body = TrackingOk<History>, description = "A page of operations"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid query parameter"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
-        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 25 a minute; see Retry-After"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused, Throttled,
     ),
     security(("bearerAuth" = []))
 )]
@@ -319,11 +311,7 @@ async fn backlog(state: &ApiState) -> Option<(u64, f64)> {
     params(TenantHeader),
     responses(
         (status = 200, body = TrackingOk<SystemHealth>, description = "Health checks"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
-        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 10 a minute; see Retry-After"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused, Throttled,
     ),
     security(("bearerAuth" = []))
 )]
@@ -448,7 +436,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     tag = "tracking",
     responses(
         (status = 200, body = ApiStatus, description = "The API's status"),
-        (status = 429, body = crate::openapi::tracking::TrackingError, description = "Over 10 a minute; see Retry-After"),
+        Throttled,
     ),
     security(())
 )]
@@ -509,10 +497,7 @@ fn db_json(d: &tracked_databases::TrackedDatabase) -> Value {
     request_body(content = AttachRequest, content_type = "application/json"),
     responses(
         (status = 201, body = TrackingOk<TrackedDatabase>, description = "Attached"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid body, or the database could not be attached"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Not owner, admin or dba; or another tenant"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -557,10 +542,7 @@ pub async fn attach(
     params(TenantHeader),
     responses(
         (status = 200, body = TrackingOk<TrackedDatabases>, description = "Tracked databases"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Another tenant (X-Tenant-ID)"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -586,11 +568,8 @@ pub async fn list_databases(
     params(TenantHeader, ("id" = String, Path, description = "The tracked database's id (a UUID)")),
     responses(
         (status = 200, body = TrackingOk<Detached>, description = "Detached"),
-        (status = 400, body = crate::openapi::tracking::TrackingError, description = "Invalid request"),
-        (status = 401, body = crate::openapi::tracking::TrackingError, description = "Missing or invalid credentials"),
-        (status = 403, body = crate::openapi::tracking::TrackingError, description = "Not owner, admin or dba; or another tenant"),
         (status = 404, body = crate::openapi::tracking::TrackingError, description = "No tracked database of the tenant has this id"),
-        (status = 503, body = crate::openapi::tracking::TrackingError, description = "A store is unavailable; see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]

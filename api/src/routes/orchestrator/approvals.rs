@@ -19,6 +19,7 @@ use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::orchestrator::{ApprovalDecided, ApprovalSubmitted, Decision};
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused};
 use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
@@ -44,12 +45,7 @@ pub async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     responses(
         (status = 201, body = ApprovalSubmitted, description = "Submitted"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]
@@ -107,12 +103,7 @@ pub async fn submit(
     request_body(content = Option<Decision>, content_type = "application/json"),
     responses(
         (status = 200, body = ApprovalDecided, description = "Approved"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]
@@ -134,12 +125,7 @@ pub async fn approve(
     request_body(content = Option<Decision>, content_type = "application/json"),
     responses(
         (status = 200, body = ApprovalDecided, description = "Rejected"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]

@@ -21,6 +21,7 @@ use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::openapi::orchestrator::{DatabaseList, DatabaseView, RegisterDatabase};
+use crate::openapi::orchestrator::{Missing, Refused};
 use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
@@ -118,10 +119,7 @@ fn connection(
     request_body(content = RegisterDatabase, content_type = "application/json"),
     responses(
         (status = 201, body = DatabaseView, description = "Registered"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -243,10 +241,7 @@ pub async fn register(
     params(TenantHeader),
     responses(
         (status = 200, body = DatabaseList, description = "Registered databases"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -277,11 +272,7 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: i64) -> ApiResult<Da
     params(TenantHeader, ("id" = String, Path, description = "The database's id (`db-<n>`)")),
     responses(
         (status = 200, body = DatabaseView, description = "The database"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing,
     ),
     security(("bearerAuth" = []))
 )]

@@ -33,6 +33,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::openapi::orchestrator::executions::{
     ExecuteRequest, ExecutionStarted, ExecutionView, RollbackRequest, RolledBack,
 };
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused};
 use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
@@ -92,12 +93,7 @@ fn threshold(v: &mut Validator, t: &Map<String, Value>, key: &str) -> Option<f64
     request_body(content = Option<ExecuteRequest>, content_type = "application/json"),
     responses(
         (status = 202, body = ExecutionStarted, description = "Queued and running"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]
@@ -341,11 +337,7 @@ async fn load(
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
     responses(
         (status = 200, body = ExecutionView, description = "The execution"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing,
     ),
     security(("bearerAuth" = []))
 )]
@@ -368,12 +360,7 @@ pub async fn get_one(
     request_body(content = RollbackRequest, content_type = "application/json"),
     responses(
         (status = 200, body = RolledBack, description = "Rolled back"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]

@@ -24,6 +24,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::openapi::orchestrator::migrations::{
     MigrationList, MigrationRequest, MigrationStatus, MigrationView, ValidateRequest, Validation,
 };
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused, Throttled};
 use crate::openapi::tracking::TenantHeader;
 use crate::routes::Params;
 use crate::validate::{object, Validator};
@@ -79,11 +80,7 @@ fn parse_field(field: &str, text: &str) -> Result<Script, ApiError> {
     request_body(content = MigrationRequest, content_type = "application/json"),
     responses(
         (status = 201, body = MigrationView, description = "Created"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 429, body = crate::openapi::orchestrator::OrchError, description = "Too many requests (RATE_LIMIT_EXCEEDED); see Retry-After"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Throttled,
     ),
     security(("bearerAuth" = []))
 )]
@@ -206,10 +203,7 @@ pub async fn create(
         ("offset" = Option<i64>, Query, minimum = 0, maximum = 2147483647, description = "Migrations skipped (default 0)")),
     responses(
         (status = 200, body = MigrationList, description = "A page of migrations"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused,
     ),
     security(("bearerAuth" = []))
 )]
@@ -286,11 +280,7 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: &str) -> ApiResult<M
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     responses(
         (status = 200, body = MigrationView, description = "The migration"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing,
     ),
     security(("bearerAuth" = []))
 )]
@@ -311,12 +301,7 @@ pub async fn get_one(
     request_body(content = Option<ValidateRequest>, content_type = "application/json"),
     responses(
         (status = 200, body = Validation, description = "The findings"),
-        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid request, body or field (VALIDATION_ERROR, with details)"),
-        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Missing or invalid credentials (UNAUTHORIZED)"),
-        (status = 403, body = crate::openapi::orchestrator::OrchError, description = "The caller's role may not do this (FORBIDDEN)"),
-        (status = 404, body = crate::openapi::orchestrator::OrchError, description = "No such resource of the caller's tenant (NOT_FOUND)"),
-        (status = 409, body = crate::openapi::orchestrator::OrchError, description = "CONFLICT, or APPROVAL_REQUIRED"),
-        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+        Refused, Missing, Conflicting,
     ),
     security(("bearerAuth" = []))
 )]
