@@ -272,15 +272,12 @@ pub fn router(state: ApiState) -> Router {
             put(routes::alerts::update_incident),
         );
     let tracking_routes = OpenApiRouter::new()
-        .route("/api/v1/tracking/dashboard", get(tracking::dashboard))
-        .route("/api/v1/tracking/history", get(tracking::history))
-        .route("/api/v1/tracking/health", get(tracking::health))
-        .route("/api/v1/tracking/status", get(tracking::status))
-        .route(
-            "/api/v1/tracking/databases",
-            get(tracking::list_databases).post(tracking::attach),
-        )
-        .route("/api/v1/tracking/databases/{id}", delete(tracking::detach))
+        .routes(routes!(tracking::dashboard))
+        .routes(routes!(tracking::history))
+        .routes(routes!(tracking::health))
+        .routes(routes!(tracking::status))
+        .routes(routes!(tracking::list_databases, tracking::attach))
+        .routes(routes!(tracking::detach))
         .layer(family_layer(Family::Tracking));
     let backup = OpenApiRouter::new()
         .routes(routes!(identity::login))
@@ -334,48 +331,18 @@ pub fn router(state: ApiState) -> Router {
         .layer(family_layer(Family::Backup));
     use routes::orchestrator as orch;
     let orchestrator = OpenApiRouter::new()
-        .route(
-            "/api/v1/authentication/login",
-            post(identity::orchestrator_login),
-        )
-        .route(
-            "/api/v1/databases",
-            get(orch::databases::list).post(orch::databases::register),
-        )
-        .route("/api/v1/databases/{id}", get(orch::databases::get_one))
-        .route(
-            "/api/v1/migrations",
-            get(orch::migrations::list).post(orch::migrations::create),
-        )
-        .route("/api/v1/migrations/{id}", get(orch::migrations::get_one))
-        .route(
-            "/api/v1/migrations/{id}/validate",
-            post(orch::migrations::validate),
-        )
-        .route(
-            "/api/v1/migrations/{id}/submit-approval",
-            post(orch::approvals::submit),
-        )
-        .route(
-            "/api/v1/migrations/{id}/approve",
-            post(orch::approvals::approve),
-        )
-        .route(
-            "/api/v1/migrations/{id}/reject",
-            post(orch::approvals::reject),
-        )
-        .route(
-            "/api/v1/migrations/{id}/execute",
-            post(orch::executions::execute),
-        )
-        .route(
-            "/api/v1/migrations/{id}/executions/{execution_id}",
-            get(orch::executions::get_one),
-        )
-        .route(
-            "/api/v1/migrations/{id}/executions/{execution_id}/rollback",
-            post(orch::executions::rollback),
-        )
+        .routes(routes!(identity::orchestrator_login))
+        .routes(routes!(orch::databases::list, orch::databases::register))
+        .routes(routes!(orch::databases::get_one))
+        .routes(routes!(orch::migrations::list, orch::migrations::create))
+        .routes(routes!(orch::migrations::get_one))
+        .routes(routes!(orch::migrations::validate))
+        .routes(routes!(orch::approvals::submit))
+        .routes(routes!(orch::approvals::approve))
+        .routes(routes!(orch::approvals::reject))
+        .routes(routes!(orch::executions::execute))
+        .routes(routes!(orch::executions::get_one))
+        .routes(routes!(orch::executions::rollback))
         .layer(family_layer(Family::Orchestrator));
     let (routes, document) = OpenApiRouter::with_openapi(openapi::base())
         .merge(health_monitor)

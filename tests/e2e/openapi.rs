@@ -7,13 +7,109 @@
 //! while working on them; `SLUICE_ST_EXAMPLES` sets the examples per
 //! operation (default 10); CI runs the whole document with a fixed seed.
 
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
+use reqwest::Method;
 use serde_json::Value;
 use sluice::app::Mode;
 use sluice_storage::pg::api_keys;
 
 use crate::support::TestApp;
+
+/// The document, fetched once (every app serves the same one).
+static DOCUMENT: OnceLock<Value> = OnceLock::new();
+
+/// Each answer schema's validator, by the schema's text.
+static VALIDATORS: LazyLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> =
+    LazyLock::new(Default::default);
+
+async fn document(app: &TestApp) -> &'static Value {
+    if let Some(d) = DOCUMENT.get() {
+        return d;
+    }
+    let res = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let doc: Value = res.json().await.unwrap();
+    DOCUMENT.get_or_init(|| doc)
+}
+
+/// Whether `path` is an instance of the document's `template`.
+fn instance_of(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
+/// Panics unless the answer `status`/`body` to `method path` is one the
+/// document describes: its status listed, its JSON body valid against the
+/// schema given for that status. Schemathesis cannot reach the answers
+/// that need real data (a registered database, a finished execution);
+/// the e2e tests that make them check them here.
+pub async fn assert_documented(
+    app: &TestApp,
+    method: &Method,
+    path: &str,
+    status: u16,
+    body: &Value,
+) {
+    let doc = document(app).await;
+    let path = path.split('?').next().unwrap_or(path);
+    let method_key = method.as_str().to_ascii_lowercase();
+    let op = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(t, item)| instance_of(t, path) && item[&method_key].is_object())
+        // a literal segment wins over a parameter
+        .min_by_key(|(t, _)| t.matches('{').count())
+        .map(|(_, item)| &item[&method_key])
+        .unwrap_or_else(|| panic!("{method} {path} is not in the document"));
+    let answer = &op["responses"][status.to_string()];
+    assert!(
+        answer.is_object(),
+        "{method} {path} answered {status}, a status the document does not list: {body}"
+    );
+    let Some(schema) = answer["content"]["application/json"]["schema"].as_object() else {
+        return;
+    };
+    // Built once per schema: checking stays fast enough for tests that
+    // time their requests (rate limits).
+    let validator = {
+        let mut built = VALIDATORS.lock().unwrap();
+        let key = Value::Object(schema.clone()).to_string();
+        built
+            .entry(key)
+            .or_insert_with(|| {
+                let mut schema = schema.clone();
+                schema.insert("components".into(), doc["components"].clone());
+                Arc::new(jsonschema::draft202012::new(&Value::Object(schema)).unwrap())
+            })
+            .clone()
+    };
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{e} (at {})", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: the answer does not match the document: {errors:?}\n{body}"
+    );
+}
+
+/// Sends `req` and checks its answer with [`assert_documented`]: the
+/// status and JSON body, as [`crate::support::status_json`] gives them.
+pub async fn documented(app: &TestApp, req: reqwest::RequestBuilder) -> (u16, Value) {
+    let req = req.build().unwrap();
+    let (method, path) = (req.method().clone(), req.url().path().to_string());
+    let res = app.http.execute(req).await.unwrap();
+    let s = res.status().as_u16();
+    let v = res.json().await.unwrap_or(Value::Null);
+    assert_documented(app, &method, &path, s, &v).await;
+    (s, v)
+}
 
 /// An owner key of the app's tenant, so every route can be reached.
 async fn owner_key(app: &TestApp) -> String {
@@ -110,9 +206,19 @@ async fn schemathesis_finds_nothing() {
         .unwrap_or_else(|e| panic!("{st}: {e} (scripts/services.sh installs schemathesis)"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Shown with `--nocapture`: what was tested, also when nothing failed.
+    println!("{stdout}");
     assert!(
         out.status.success(),
         "schemathesis found problems:\n{stdout}\n{stderr}"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "does not match the document")]
+async fn an_answer_unlike_the_document_is_caught() {
+    let app = TestApp::spawn().await;
+    let status = serde_json::json!({"service": "Database Tracking API", "status": 7});
+    assert_documented(&app, &Method::GET, "/api/v1/tracking/status", 200, &status).await;
 }

@@ -15,6 +15,7 @@ use sluice::app::Mode;
 use uuid::Uuid;
 
 use crate::backups::{pg, unique, Cleanup};
+use crate::openapi::documented;
 use crate::support::{status_json, TestApp, User};
 
 const SECRET: &str = "Pw-never-shown-42";
@@ -74,11 +75,12 @@ async fn call(
     if let Some(b) = body {
         r = r.json(&b);
     }
-    status_json(r).await
+    documented(app, r).await
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> Value {
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        app,
         app.http
             .post(app.url("/api/v1/authentication/login"))
             .json(&json!({"username": username, "password": password})),
@@ -1287,12 +1289,13 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     assert_eq!(m["status"], "Succeeded", "nothing changed");
 
     // No token, or a bad one: 401 in the envelope.
-    let (s, v) = status_json(app.http.get(app.url("/api/v1/migrations"))).await;
+    let (s, v) = documented(&app, app.http.get(app.url("/api/v1/migrations"))).await;
     assert_eq!(s, 401);
     assert_envelope(&v, "UNAUTHORIZED");
     let (s, v) = call(&app, "not.a.token", Method::GET, "/migrations", None).await;
     assert_eq!(s, 401, "{v}");
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.http
             .post(app.url("/api/v1/migrations"))
             .bearer_auth(&owner.token)
@@ -1345,5 +1348,28 @@ async fn tenants_are_isolated_and_creates_are_rate_limited_per_user() {
     let other_db = register(&app, &stranger.token, "QA", &dbs[..1]).await;
     let (s, _) = create(&app, &stranger.token, &other_db, "SELECT 1;", None).await;
     assert_eq!(s, 201);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_login_credentials_is_a_400_not_a_store_failure() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_user().await;
+    for body in [
+        json!({"username": format!("{}\u{0}", owner.username), "password": "whatever-123"}),
+        json!({"username": owner.username, "password": "pass\u{0}word"}),
+    ] {
+        let (s, v) = documented(
+            &app,
+            app.http
+                .post(app.url("/api/v1/authentication/login"))
+                .json(&body),
+        )
+        .await;
+        assert_eq!(s, 400, "{v}");
+        assert_envelope(&v, "VALIDATION_ERROR");
+    }
+    // Postgres' circuit stays closed: the right password still logs in.
+    login(&app, &owner.username, "s3cret-passw0rd").await;
     app.stop().await;
 }

@@ -8,13 +8,15 @@ use serde_json::{json, Value};
 use sluice::app::Mode;
 use uuid::Uuid;
 
-use crate::support::{status_json, wait_for, TestApp};
+use crate::openapi::documented;
+use crate::support::{wait_for, TestApp};
 
 const START: &str = "/api/v1/tracking/operations/start";
 const COMPLETE: &str = "/api/v1/tracking/operations/complete";
 
 async fn start_op(app: &TestApp, token: &str, tenant: &str, name: &str, kind: &str) -> String {
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        app,
         app.bearer(Method::POST, START, token, tenant)
             .json(&json!({"script_name": name, "script_type": kind})),
     )
@@ -30,7 +32,8 @@ async fn complete_op(app: &TestApp, token: &str, tenant: &str, id: &str, ok: boo
     } else {
         json!({"operation_id": id, "success": false, "error_message": "Database connection timeout"})
     };
-    status_json(
+    documented(
+        app,
         app.bearer(Method::POST, COMPLETE, token, tenant)
             .json(&body),
     )
@@ -40,12 +43,15 @@ async fn complete_op(app: &TestApp, token: &str, tenant: &str, id: &str, ok: boo
 /// Waits until history (last day) holds `n` operations and returns them.
 async fn history(app: &TestApp, token: &str, tenant: &str, query: &str, n: u64) -> Value {
     wait_for(&format!("{n} operations in history?{query}"), || async {
-        let (s, v) = status_json(app.bearer(
-            Method::GET,
-            &format!("/api/v1/tracking/history?{query}"),
-            token,
-            tenant,
-        ))
+        let (s, v) = documented(
+            app,
+            app.bearer(
+                Method::GET,
+                &format!("/api/v1/tracking/history?{query}"),
+                token,
+                tenant,
+            ),
+        )
         .await;
         let p = &v["data"]["pagination"];
         (s == 200 && p["total_records"] == n && p["returned_records"] == n).then_some(v)
@@ -67,7 +73,8 @@ async fn the_contracts_usage_patterns() {
     let (token, tenant) = (u.token.as_str(), u.tenant_id.to_string());
 
     // Pattern 1: track a manual operation.
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, token, &tenant)
             .json(&json!({"script_name": "Data Migration Script", "script_type": "MIGRATION"})),
     )
@@ -111,8 +118,11 @@ async fn the_contracts_usage_patterns() {
 
     // Pattern 2: the dashboard.
     history(&app, token, &tenant, "days=1", 2).await;
-    let (s, dash) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/dashboard", token, &tenant)).await;
+    let (s, dash) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/dashboard", token, &tenant),
+    )
+    .await;
     assert_eq!(s, 200, "{dash}");
     assert_eq!(dash["message"], "Dashboard data retrieved");
     let sum = &dash["data"]["summary"];
@@ -134,12 +144,15 @@ async fn the_contracts_usage_patterns() {
     assert_eq!(m("success_rate_24h")["status"], "CRITICAL");
     let avg = m("avg_duration_ms")["metric_value"].as_f64().unwrap();
     assert!(avg >= dur as f64 / 2.0, "avg {avg}");
-    let (_, d48) = status_json(app.bearer(
-        Method::GET,
-        "/api/v1/tracking/dashboard?hours=48",
-        token,
-        &tenant,
-    ))
+    let (_, d48) = documented(
+        &app,
+        app.bearer(
+            Method::GET,
+            "/api/v1/tracking/dashboard?hours=48",
+            token,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(
         m("total_operations_24h")["metric_value"],
@@ -178,40 +191,52 @@ async fn history_filters_and_pagination() {
         all["data"]["pagination"],
         json!({"total_records": 4, "returned_records": 4, "has_more": false})
     );
-    let (_, v) = status_json(app.bearer(
-        Method::GET,
-        "/api/v1/tracking/history?type=maintenance",
-        &key,
-        &tenant,
-    ))
+    let (_, v) = documented(
+        &app,
+        app.bearer(
+            Method::GET,
+            "/api/v1/tracking/history?type=maintenance",
+            &key,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(v["data"]["pagination"]["total_records"], 2);
-    let (_, v) = status_json(app.bearer(
-        Method::GET,
-        "/api/v1/tracking/history?status=COMPLETED&type=MAINTENANCE&limit=1",
-        &key,
-        &tenant,
-    ))
+    let (_, v) = documented(
+        &app,
+        app.bearer(
+            Method::GET,
+            "/api/v1/tracking/history?status=COMPLETED&type=MAINTENANCE&limit=1",
+            &key,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(
         v["data"]["pagination"],
         json!({"total_records": 2, "returned_records": 1, "has_more": true})
     );
-    let (_, v) = status_json(app.bearer(
-        Method::GET,
-        "/api/v1/tracking/history?status=FAILED",
-        &key,
-        &tenant,
-    ))
+    let (_, v) = documented(
+        &app,
+        app.bearer(
+            Method::GET,
+            "/api/v1/tracking/history?status=FAILED",
+            &key,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(v["data"]["operations"][0]["script_name"], "c");
     for bad in ["days=0", "days=x", "limit=0", "limit=1001", "status=BOGUS"] {
-        let (s, v) = status_json(app.bearer(
-            Method::GET,
-            &format!("/api/v1/tracking/history?{bad}"),
-            &key,
-            &tenant,
-        ))
+        let (s, v) = documented(
+            &app,
+            app.bearer(
+                Method::GET,
+                &format!("/api/v1/tracking/history?{bad}"),
+                &key,
+                &tenant,
+            ),
+        )
         .await;
         assert_eq!(s, 400, "{bad}");
         assert_tracking_error(&v, "INVALID_REQUEST");
@@ -227,26 +252,32 @@ async fn bad_credentials_tenants_and_operation_ids() {
     let tenant = u.tenant_id.to_string();
 
     // Wrong tenant for the token, and an API key naming another tenant.
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &u.token, &other.tenant_id.to_string())
             .json(&json!({"script_name": "x"})),
     )
     .await;
     assert_eq!(s, 403);
     assert_tracking_error(&v, "AUTH_FAILED");
-    let (s, v) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/history", &app.key, &tenant)).await;
+    let (s, v) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/history", &app.key, &tenant),
+    )
+    .await;
     assert_eq!(s, 403);
     assert_tracking_error(&v, "AUTH_FAILED");
     // Bad token, no token.
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, "sk_live_nothing", &tenant)
             .json(&json!({"script_name": "x"})),
     )
     .await;
     assert_eq!(s, 401);
     assert_tracking_error(&v, "AUTH_FAILED");
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.http
             .get(app.url("/api/v1/tracking/dashboard"))
             .header("X-Tenant-ID", &tenant),
@@ -256,21 +287,24 @@ async fn bad_credentials_tenants_and_operation_ids() {
     assert_tracking_error(&v, "AUTH_FAILED");
 
     // Bodies and ids.
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &u.token, &tenant)
             .json(&json!({"script_type": "MANUAL"})),
     )
     .await;
     assert_eq!(s, 400);
     assert_tracking_error(&v, "INVALID_REQUEST");
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &u.token, &tenant)
             .body("{not json"),
     )
     .await;
     assert_eq!(s, 400);
     assert_tracking_error(&v, "INVALID_REQUEST");
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &u.token, &tenant)
             .json(&json!({"script_name": "x", "script_type": "drop table;"})),
     )
@@ -291,7 +325,8 @@ async fn bad_credentials_tenants_and_operation_ids() {
     assert_tracking_error(&v, "OPERATION_NOT_FOUND");
 
     // Default type, completing twice, and another tenant's operation.
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &u.token, &tenant)
             .json(&json!({"script_name": "Nightly vacuum"})),
     )
@@ -309,8 +344,11 @@ async fn bad_credentials_tenants_and_operation_ids() {
 
     // The access token expires after a second.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (s, v) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/dashboard", &u.token, &tenant)).await;
+    let (s, v) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/dashboard", &u.token, &tenant),
+    )
+    .await;
     assert_eq!(s, 401, "expired token: {v}");
     assert_tracking_error(&v, "AUTH_FAILED");
     for t in [u.tenant_id, other.tenant_id] {
@@ -324,9 +362,11 @@ async fn contract_rate_limits_answer_rate_limited() {
     let app = TestApp::spawn_with(Mode::ALL, |c| c.tracking_rate_limits = true).await;
     let tenant = app.tenant_id.to_string();
     for _ in 0..10 {
-        let (s, _) =
-            status_json(app.bearer(Method::GET, "/api/v1/tracking/health", &app.key, &tenant))
-                .await;
+        let (s, _) = documented(
+            &app,
+            app.bearer(Method::GET, "/api/v1/tracking/health", &app.key, &tenant),
+        )
+        .await;
         assert_eq!(s, 200);
     }
     let r = app
@@ -338,13 +378,17 @@ async fn contract_rate_limits_answer_rate_limited() {
     assert!(r.headers().contains_key("retry-after"));
     assert_tracking_error(&r.json().await.unwrap(), "RATE_LIMITED");
     // Other endpoints have their own budgets.
-    let (s, _) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/dashboard", &app.key, &tenant)).await;
+    let (s, _) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/dashboard", &app.key, &tenant),
+    )
+    .await;
     assert_eq!(s, 200);
     for _ in 0..100 {
         start_op(&app, &app.key, &tenant, "burst", "MANUAL").await;
     }
-    let (s, v) = status_json(
+    let (s, v) = documented(
+        &app,
         app.bearer(Method::POST, START, &app.key, &tenant)
             .json(&json!({"script_name": "one too many"})),
     )
@@ -375,8 +419,11 @@ async fn operations_left_running_time_out() {
 async fn health_and_status_reflect_real_measurements() {
     let app = TestApp::spawn().await;
     let tenant = app.tenant_id.to_string();
-    let (s, v) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/health", &app.key, &tenant)).await;
+    let (s, v) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/health", &app.key, &tenant),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["message"], "System health retrieved");
     let checks = v["data"]["health_checks"].as_array().unwrap();
@@ -409,7 +456,7 @@ async fn health_and_status_reflect_real_measurements() {
     let score = v["data"]["system_score"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&score));
 
-    let (s, st) = status_json(app.http.get(app.url("/api/v1/tracking/status"))).await;
+    let (s, st) = documented(&app, app.http.get(app.url("/api/v1/tracking/status"))).await;
     assert_eq!(s, 200);
     assert_eq!(st["service"], "Database Tracking API");
     assert_eq!(st["status"], "operational");
@@ -449,33 +496,35 @@ async fn ddl_of_an_attached_database_appears_in_history() {
     let tenant = u.tenant_id.to_string();
     let (db, url) = scratch_db(&app.running.pg).await;
 
-    let (s, v) = status_json(
-        app.bearer(
-            Method::POST,
-            "/api/v1/tracking/databases",
-            &u.token,
-            &tenant,
+    let attach = |name: &str, url: &str| {
+        documented(
+            &app,
+            app.bearer(
+                Method::POST,
+                "/api/v1/tracking/databases",
+                &u.token,
+                &tenant,
+            )
+            .json(&json!({"name": name, "connection_url": url})),
         )
-        .json(&json!({"name": "orders-db", "connection_url": url})),
-    )
-    .await;
+    };
+    let (s, v) = attach("orders-db", &url).await;
     assert_eq!(s, 201, "{v}");
     let db_id = v["data"]["id"].as_str().unwrap().to_string();
-    let (s, v) = status_json(
-        app.bearer(
-            Method::POST,
-            "/api/v1/tracking/databases",
-            &u.token,
-            &tenant,
-        )
-        .json(&json!({"name": "x", "connection_url": "mysql://nope"})),
-    )
-    .await;
+    let (s, v) = attach("x", "mysql://nope").await;
     assert_eq!(s, 400);
     assert_tracking_error(&v, "INVALID_REQUEST");
-    let (_, list) =
-        status_json(app.bearer(Method::GET, "/api/v1/tracking/databases", &u.token, &tenant)).await;
+    // A name no store can hold, with a URL that works: refused, not a 503.
+    let (s, v) = attach("orders\u{0}db", &url).await;
+    assert_eq!(s, 400, "{v}");
+    assert_tracking_error(&v, "INVALID_REQUEST");
+    let (_, list) = documented(
+        &app,
+        app.bearer(Method::GET, "/api/v1/tracking/databases", &u.token, &tenant),
+    )
+    .await;
     assert_eq!(list["data"]["databases"][0]["name"], "orders-db");
+    assert_eq!(list["data"]["databases"].as_array().unwrap().len(), 1);
     assert!(
         !list.to_string().contains("postgres://"),
         "the URL is never shown"
@@ -522,12 +571,15 @@ async fn ddl_of_an_attached_database_appears_in_history() {
         .unwrap()
         .contains("ADD COLUMN name"));
 
-    let (s, v) = status_json(app.bearer(
-        Method::DELETE,
-        &format!("/api/v1/tracking/databases/{db_id}"),
-        &u.token,
-        &tenant,
-    ))
+    let (s, v) = documented(
+        &app,
+        app.bearer(
+            Method::DELETE,
+            &format!("/api/v1/tracking/databases/{db_id}"),
+            &u.token,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(s, 200, "{v}");
     let left: (i64,) = sqlx::query_as(
@@ -547,12 +599,15 @@ async fn ddl_of_an_attached_database_appears_in_history() {
         .execute(&target)
         .await
         .unwrap();
-    let (s, _) = status_json(app.bearer(
-        Method::DELETE,
-        &format!("/api/v1/tracking/databases/{db_id}"),
-        &u.token,
-        &tenant,
-    ))
+    let (s, _) = documented(
+        &app,
+        app.bearer(
+            Method::DELETE,
+            &format!("/api/v1/tracking/databases/{db_id}"),
+            &u.token,
+            &tenant,
+        ),
+    )
     .await;
     assert_eq!(s, 404);
     target.close().await;

@@ -129,6 +129,17 @@ async fn attempt(
     body: &Bytes,
 ) -> Result<(users::User, AuditNote), Response> {
     let creds: Credentials = parse_body(headers, body).map_err(IntoResponse::into_response)?;
+    // No store holds U+0000 in text, and no username or password has it.
+    if [&creds.username, &creds.password]
+        .into_iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
+        return Err(ApiError::Validation(
+            "username and password may not hold a NUL character".into(),
+        )
+        .into_response());
+    }
     let tried = creds.username.as_deref().unwrap_or("").trim().to_string();
     let refused = match crate::throttle::check(state, &tried, ip).await {
         Ok(()) => None,
@@ -247,6 +258,24 @@ fn display_role(members: &[users::Membership]) -> String {
         .unwrap_or_default()
 }
 
+/// The orchestrator's login: a JWT for `Authorization: Bearer`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/authentication/login",
+    tag = "orchestrator",
+    request_body(content(
+        (crate::openapi::orchestrator::LoginRequest = "application/json"),
+        (crate::openapi::orchestrator::LoginRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, body = crate::openapi::orchestrator::LoginAnswer, description = "Logged in"),
+        (status = 400, body = crate::openapi::orchestrator::OrchError, description = "Invalid body, or username or password missing (VALIDATION_ERROR)"),
+        (status = 401, body = crate::openapi::orchestrator::OrchError, description = "Wrong username or password (UNAUTHORIZED)"),
+        (status = 429, body = crate::openapi::orchestrator::OrchError, description = "Too many failed logins (RATE_LIMIT_EXCEEDED); see Retry-After"),
+        (status = 503, body = crate::openapi::orchestrator::OrchError, description = "A store is unavailable (DATABASE_ERROR); see Retry-After"),
+    ),
+    security(())
+)]
 pub async fn orchestrator_login(
     State(state): State<ApiState>,
     ClientIp(ip): ClientIp,

@@ -34,6 +34,10 @@ use uuid::Uuid;
 use super::Params;
 use crate::auth::Member;
 use crate::error::{tracking_ok, ApiError, ApiResult};
+use crate::openapi::tracking::{
+    ApiStatus, AttachRequest, Dashboard, Detached, History, OpStatus as OpStatusDoc, Refused,
+    SystemHealth, TenantHeader, Throttled, TrackedDatabase, TrackedDatabases, TrackingOk,
+};
 use crate::ApiState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -111,6 +115,21 @@ fn limit(state: &ApiState, which: &str, subject: Uuid) -> ApiResult<()> {
         .map_err(|retry_after| ApiError::RateLimited { retry_after })
 }
 
+/// Operation totals and statuses over the last `hours`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/dashboard",
+    tag = "tracking",
+    params(
+        TenantHeader,
+        ("hours" = Option<i64>, Query, minimum = 1, maximum = 2160, description = "The window, in hours (default 24)"),
+    ),
+    responses(
+        (status = 200, body = TrackingOk<Dashboard>, description = "Dashboard data"),
+        Refused, Throttled,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn dashboard(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -157,6 +176,25 @@ pub async fn dashboard(
     ))
 }
 
+/// Finished operations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/history",
+    tag = "tracking",
+    params(
+        TenantHeader,
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 365, description = "The window, in days (default 7)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 1000000, description = "Operations skipped (default 0)"),
+        ("status" = Option<OpStatusDoc>, Query, description = "Only operations ending so"),
+        ("type" = Option<String>, Query, description = "Only this script_type (case-insensitive)"),
+    ),
+    responses(
+        (status = 200, body = TrackingOk<History>, description = "A page of operations"),
+        Refused, Throttled,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn history(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -265,6 +303,18 @@ async fn backlog(state: &ApiState) -> Option<(u64, f64)> {
     Some((n, oldest))
 }
 
+/// The system's health checks and score.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/health",
+    tag = "tracking",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = TrackingOk<SystemHealth>, description = "Health checks"),
+        Refused, Throttled,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn health(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     limit(&state, "health", p.subject.id())?;
     let ts = now();
@@ -380,6 +430,16 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 }
 
 /// The API's own status; needs no credentials (limited per client address).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/status",
+    tag = "tracking",
+    responses(
+        (status = 200, body = ApiStatus, description = "The API's status"),
+        Throttled,
+    ),
+    security(())
+)]
 pub async fn status(
     State(state): State<ApiState>,
     ClientAddr(peer): ClientAddr,
@@ -428,6 +488,19 @@ fn db_json(d: &tracked_databases::TrackedDatabase) -> Value {
     json!({"id": d.id, "name": d.name, "status": "ATTACHED", "created_at": d.created_at})
 }
 
+/// Attach a database for automatic DDL tracking.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tracking/databases",
+    tag = "tracking",
+    params(TenantHeader),
+    request_body(content = AttachRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = TrackingOk<TrackedDatabase>, description = "Attached"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn attach(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -441,6 +514,11 @@ pub async fn attach(
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
+    if name.contains('\0') {
+        return Err(ApiError::BadRequest(
+            "name may not hold a NUL character".into(),
+        ));
+    }
     let url = b
         .connection_url
         .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
@@ -456,6 +534,18 @@ pub async fn attach(
     ))
 }
 
+/// The tenant's tracked databases.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tracking/databases",
+    tag = "tracking",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = TrackingOk<TrackedDatabases>, description = "Tracked databases"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list_databases(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -470,6 +560,19 @@ pub async fn list_databases(
     ))
 }
 
+/// Detach a tracked database: its trigger and queue are removed.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tracking/databases/{id}",
+    tag = "tracking",
+    params(TenantHeader, ("id" = String, Path, description = "The tracked database's id (a UUID)")),
+    responses(
+        (status = 200, body = TrackingOk<Detached>, description = "Detached"),
+        (status = 404, body = crate::openapi::tracking::TrackingError, description = "No tracked database of the tenant has this id"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn detach(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -18,6 +18,9 @@ use super::{databases, ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::orchestrator::{ApprovalDecided, ApprovalSubmitted, Decision};
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused};
+use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
 
@@ -34,6 +37,18 @@ pub async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
         .await?)
 }
 
+/// Submit a migration for approval (expires after 7 days).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/submit-approval",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    responses(
+        (status = 201, body = ApprovalSubmitted, description = "Submitted"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn submit(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -79,6 +94,19 @@ pub async fn submit(
     ))
 }
 
+/// Approve a PendingApproval migration (Admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/approve",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<Decision>, content_type = "application/json"),
+    responses(
+        (status = 200, body = ApprovalDecided, description = "Approved"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn approve(
     state: State<ApiState>,
     member: Member,
@@ -88,6 +116,19 @@ pub async fn approve(
     decide(state, member, id, body, "Approved").await
 }
 
+/// Reject a PendingApproval migration (Admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/reject",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<Decision>, content_type = "application/json"),
+    responses(
+        (status = 200, body = ApprovalDecided, description = "Rejected"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn reject(
     state: State<ApiState>,
     member: Member,

@@ -20,6 +20,9 @@ use super::{ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::openapi::orchestrator::{DatabaseList, DatabaseView, RegisterDatabase};
+use crate::openapi::orchestrator::{Missing, Refused};
+use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
 
@@ -107,6 +110,19 @@ fn connection(
     }
 }
 
+/// Register a database: a master and its replicas.
+#[utoipa::path(
+    post,
+    path = "/api/v1/databases",
+    tag = "orchestrator",
+    params(TenantHeader),
+    request_body(content = RegisterDatabase, content_type = "application/json"),
+    responses(
+        (status = 201, body = DatabaseView, description = "Registered"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn register(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -217,6 +233,18 @@ pub async fn register(
     Ok((StatusCode::CREATED, Extension(note), Json(view(&d, health))))
 }
 
+/// The tenant's registered databases, each with its health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases",
+    tag = "orchestrator",
+    params(TenantHeader),
+    responses(
+        (status = 200, body = DatabaseList, description = "Registered databases"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(State(state): State<ApiState>, Member(p): Member) -> ApiResult<Json<Value>> {
     let tenant = p.tenant_id;
     let all = state.pg.run(|pg| databases::list(pg, tenant)).await?;
@@ -236,6 +264,18 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: i64) -> ApiResult<Da
         .ok_or_else(|| ApiError::not_found("database"))
 }
 
+/// One registered database, with its health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/databases/{id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The database's id (`db-<n>`)")),
+    responses(
+        (status = 200, body = DatabaseView, description = "The database"),
+        Refused, Missing,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -30,6 +30,11 @@ use super::{ids, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::openapi::orchestrator::executions::{
+    ExecuteRequest, ExecutionStarted, ExecutionView, RollbackRequest, RolledBack,
+};
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused};
+use crate::openapi::tracking::TenantHeader;
 use crate::validate::{object, Validator};
 use crate::ApiState;
 
@@ -79,6 +84,19 @@ fn threshold(v: &mut Validator, t: &Map<String, Value>, key: &str) -> Option<f64
     }
 }
 
+/// Queue an execution of the migration, phase by phase.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/execute",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<ExecuteRequest>, content_type = "application/json"),
+    responses(
+        (status = 202, body = ExecutionStarted, description = "Queued and running"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn execute(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -311,6 +329,18 @@ async fn load(
         .ok_or_else(|| ApiError::not_found("execution"))
 }
 
+/// An execution's status, phases and measurements.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}/executions/{execution_id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
+    responses(
+        (status = 200, body = ExecutionView, description = "The execution"),
+        Refused, Missing,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -321,6 +351,19 @@ pub async fn get_one(
     )))
 }
 
+/// Roll back a Succeeded execution with the migration's rollbackScript.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/executions/{execution_id}/rollback",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
+    request_body(content = RollbackRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = RolledBack, description = "Rolled back"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn rollback(
     State(state): State<ApiState>,
     Member(p): Member,

@@ -21,6 +21,11 @@ use super::{databases, ids, limit, stamp};
 use crate::audit::AuditNote;
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::openapi::orchestrator::migrations::{
+    MigrationList, MigrationRequest, MigrationStatus, MigrationView, ValidateRequest, Validation,
+};
+use crate::openapi::orchestrator::{Conflicting, Missing, Refused, Throttled};
+use crate::openapi::tracking::TenantHeader;
 use crate::routes::Params;
 use crate::validate::{object, Validator};
 use crate::ApiState;
@@ -66,6 +71,19 @@ fn parse_field(field: &str, text: &str) -> Result<Script, ApiError> {
     })
 }
 
+/// Create a migration (a Draft); its script is parsed and linted.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations",
+    tag = "orchestrator",
+    params(TenantHeader),
+    request_body(content = MigrationRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = MigrationView, description = "Created"),
+        Refused, Throttled,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn create(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -173,6 +191,22 @@ pub async fn create(
     Ok((StatusCode::CREATED, Extension(note), Json(view(&m))))
 }
 
+/// The tenant's migrations, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations",
+    tag = "orchestrator",
+    params(TenantHeader,
+        ("status" = Option<MigrationStatus>, Query, description = "Only migrations in this status"),
+        ("database" = Option<String>, Query, description = "Only migrations of this database (`db-<n>`)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("offset" = Option<i64>, Query, minimum = 0, maximum = 2147483647, description = "Migrations skipped (default 0)")),
+    responses(
+        (status = 200, body = MigrationList, description = "A page of migrations"),
+        Refused,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -238,6 +272,18 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: &str) -> ApiResult<M
         .ok_or_else(|| ApiError::not_found("migration"))
 }
 
+/// One migration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/migrations/{id}",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    responses(
+        (status = 200, body = MigrationView, description = "The migration"),
+        Refused, Missing,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     Member(p): Member,
@@ -246,6 +292,19 @@ pub async fn get_one(
     Ok(Json(view(&load(&state, p.tenant_id, &id).await?)))
 }
 
+/// Lint the migration's script, and with `dryRun` run it on the master in a transaction that is rolled back.
+#[utoipa::path(
+    post,
+    path = "/api/v1/migrations/{id}/validate",
+    tag = "orchestrator",
+    params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
+    request_body(content = Option<ValidateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, body = Validation, description = "The findings"),
+        Refused, Missing, Conflicting,
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn validate(
     State(state): State<ApiState>,
     Member(p): Member,
