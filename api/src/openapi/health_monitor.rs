@@ -36,8 +36,7 @@ pub struct HmError {
     /// What went wrong, for a person.
     pub error: String,
     pub status: ErrorStatus,
-    /// Present on some answers: which field or limit was at fault.
-    #[schema(value_type = Option<Object>)]
+    /// Present on some answers: which field, limit or batch item was at fault.
     pub details: Option<Value>,
 }
 

@@ -95,7 +95,7 @@ pub async fn list(
     Ok(ok(json!({
         "errors": rows.iter().map(summary).collect::<Vec<_>>(),
         "total": total,
-        "page": offset / limit + 1,
+        "page": (offset / limit).saturating_add(1),
         "limit": limit,
         "offset": offset,
     })))
