@@ -22,7 +22,7 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_auth::token::Tokens;
@@ -202,75 +202,51 @@ pub fn router(state: ApiState) -> Router {
         notifications, retention, schedules, servers, tracking, users,
     };
     let health_monitor = OpenApiRouter::new()
-        .route("/health", get(health::health))
-        .route("/metrics", get(health::metrics))
-        .route("/api/errors", get(errors::list))
-        .route(
-            "/api/errors/{id}",
-            get(errors::get_one).delete(errors::delete),
-        )
-        .route("/api/errors/{id}/resolve", put(errors::resolve))
-        .route("/api/stats", get(analytics::stats))
-        .route("/api/analytics/trends", get(analytics::trends))
+        .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
+        .routes(routes!(errors::list))
+        .routes(routes!(errors::get_one, errors::delete))
+        .routes(routes!(errors::resolve))
+        .routes(routes!(analytics::stats))
+        .routes(routes!(analytics::trends))
         // Health Monitor: export and retention (issue 12)
-        .route("/api/errors/export", get(routes::error_export::export))
-        .route(
-            "/api/settings/retention",
-            get(routes::error_retention::get).put(routes::error_retention::put),
-        )
-        .route("/api/analytics/performance", get(monitoring::performance))
-        .route("/api/monitoring/services", get(monitoring::services))
-        .route("/api/monitoring/metrics", get(monitoring::metrics))
-        .route("/api/monitoring/uptime", get(monitoring::uptime))
-        .route("/api/admin/dead-letters", get(dead_letters::list))
-        .route("/api/admin/dead-letters/{id}", delete(dead_letters::drop))
-        .route(
-            "/api/admin/dead-letters/{id}/replay",
-            post(dead_letters::replay),
-        )
+        .routes(routes!(routes::error_export::export))
+        .routes(routes!(
+            routes::error_retention::get,
+            routes::error_retention::put
+        ))
+        .routes(routes!(monitoring::performance))
+        .routes(routes!(monitoring::services))
+        .routes(routes!(monitoring::metrics))
+        .routes(routes!(monitoring::uptime))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::drop))
+        .routes(routes!(dead_letters::replay))
         // Settings (contract section 6).
-        .route(
-            "/api/settings/api-keys",
-            get(routes::settings::list_keys).post(routes::settings::create_key),
-        )
-        .route(
-            "/api/settings/api-keys/{id}",
-            delete(routes::settings::revoke_key),
-        )
-        .route(
-            "/api/settings/api-keys/{id}/rotate",
-            post(routes::settings::rotate_key),
-        )
-        .route("/api/settings/team", get(routes::settings::team))
-        .route("/api/settings/team/invite", post(routes::settings::invite))
-        .route(
-            "/api/settings/integrations",
-            get(routes::settings::integrations),
-        )
-        .route(
-            "/api/settings/integrations/{name}",
-            put(routes::settings::configure),
-        )
-        .route(
-            "/api/settings/integrations/{name}/test",
-            post(routes::settings::test),
-        )
-        .route(
-            "/api/alerts/rules",
-            get(routes::alerts::list_rules).post(routes::alerts::create_rule),
-        )
-        .route(
-            "/api/alerts/rules/{id}",
-            put(routes::alerts::update_rule).delete(routes::alerts::delete_rule),
-        )
-        .route(
-            "/api/alerts/incidents",
-            get(routes::alerts::list_incidents).post(routes::alerts::create_incident),
-        )
-        .route(
-            "/api/alerts/incidents/{id}",
-            put(routes::alerts::update_incident),
-        );
+        .routes(routes!(
+            routes::settings::list_keys,
+            routes::settings::create_key
+        ))
+        .routes(routes!(routes::settings::revoke_key))
+        .routes(routes!(routes::settings::rotate_key))
+        .routes(routes!(routes::settings::team))
+        .routes(routes!(routes::settings::invite))
+        .routes(routes!(routes::settings::integrations))
+        .routes(routes!(routes::settings::configure))
+        .routes(routes!(routes::settings::test))
+        .routes(routes!(
+            routes::alerts::list_rules,
+            routes::alerts::create_rule
+        ))
+        .routes(routes!(
+            routes::alerts::update_rule,
+            routes::alerts::delete_rule
+        ))
+        .routes(routes!(
+            routes::alerts::list_incidents,
+            routes::alerts::create_incident
+        ))
+        .routes(routes!(routes::alerts::update_incident));
     let tracking_routes = OpenApiRouter::new()
         .routes(routes!(tracking::dashboard))
         .routes(routes!(tracking::history))

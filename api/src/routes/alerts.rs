@@ -16,6 +16,7 @@ use sluice_storage::pg::alerts::{self, AlertRule, Incident, IncidentFields, Rule
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// Severities of rules and incidents.
@@ -201,6 +202,16 @@ fn read_rule(body: &[u8], mut f: RuleFields) -> ApiResult<RuleFields> {
     Ok(f)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/alerts/rules",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::AlertRules>, description = "The tenant's alert rules"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn list_rules(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require("read")?;
     let rules = state
@@ -212,6 +223,18 @@ pub async fn list_rules(State(state): State<ApiState>, caller: Caller) -> ApiRes
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/alerts/rules",
+    tag = "health-monitor",
+    request_body(content = hm::AlertRuleRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = hm::Data<hm::AlertRule>, description = "The rule created"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn create_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -232,6 +255,20 @@ pub async fn create_rule(
     Ok((StatusCode::CREATED, ok(rule_json(&rule))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/alerts/rules/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The rule's id")),
+    request_body(content = hm::AlertRuleRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = hm::Data<hm::AlertRule>, description = "The rule updated"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 404, body = hm::HmError, description = "No such rule in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn update_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -254,6 +291,18 @@ pub async fn update_rule(
     Ok(ok(rule_json(&rule)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/alerts/rules/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The rule's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = hm::HmError, description = "No such rule in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn delete_rule(
     State(state): State<ApiState>,
     caller: Caller,
@@ -290,6 +339,18 @@ fn read_incident(body: &[u8], mut f: IncidentFields, create: bool) -> ApiResult<
     Ok(f)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/alerts/incidents",
+    tag = "health-monitor",
+    params(("status" = Option<hm::IncidentStatus>, Query), ("severity" = Option<hm::Severity>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 100"), ("offset" = Option<i64>, Query, minimum = 0)),
+    responses(
+        (status = 200, body = hm::Data<hm::Incidents>, description = "Incidents, newest first"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn list_incidents(
     State(state): State<ApiState>,
     caller: Caller,
@@ -324,6 +385,18 @@ pub async fn list_incidents(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/alerts/incidents",
+    tag = "health-monitor",
+    request_body(content = hm::IncidentRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = hm::Data<hm::Incident>, description = "The incident opened"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn create_incident(
     State(state): State<ApiState>,
     caller: Caller,
@@ -343,6 +416,20 @@ pub async fn create_incident(
     Ok((StatusCode::CREATED, ok(incident_json(&incident))))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/alerts/incidents/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The incident's id")),
+    request_body(content = hm::IncidentRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = hm::Data<hm::Incident>, description = "The incident updated"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 404, body = hm::HmError, description = "No such incident in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn update_incident(
     State(state): State<ApiState>,
     caller: Caller,

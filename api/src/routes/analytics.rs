@@ -13,6 +13,7 @@ use sluice_storage::pg::{error_extra, error_groups};
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 fn cached(v: Value) -> impl IntoResponse {
@@ -52,6 +53,16 @@ fn round(v: f64, places: i32) -> f64 {
 /// `resolution_rate` is `resolved_errors / total_errors` in percent.
 /// `error_rate_24h` is a rate, not a count: occurrences per hour over the
 /// last 24 hours.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Stats>, description = "Counts of error groups (see README: one unit)"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn stats(State(state): State<ApiState>, caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require("read")?;
     let tenant = caller.tenant();
@@ -116,6 +127,18 @@ fn next_bucket(b: Bucket, t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/analytics/trends",
+    tag = "health-monitor",
+    params(("period" = Option<hm::Period>, Query, description = "Default week"), ("group_by" = Option<hm::GroupBy>, Query, description = "Default: hour for day, day for week and month, month for year")),
+    responses(
+        (status = 200, body = hm::Data<hm::Trends>, description = "Counts per bucket"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn trends(
     State(state): State<ApiState>,
     caller: Caller,

@@ -13,6 +13,7 @@ use sluice_storage::StorageError;
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 fn parse_id(id: &str) -> ApiResult<DeadId> {
@@ -23,6 +24,18 @@ async fn conn(state: &ApiState) -> ApiResult<deadpool_redis::Connection> {
     Ok(state.redis.get().await.map_err(StorageError::from)?)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/dead-letters",
+    tag = "health-monitor",
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 50"), ("before" = Option<String>, Query, description = "`next_before` of the previous page")),
+    responses(
+        (status = 200, body = hm::Data<hm::DeadLetters>, description = "Events the stores refused, newest first"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
@@ -51,6 +64,18 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/dead-letters/{id}/replay",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 200, body = hm::Data<hm::Replayed>, description = "Appended to its stream again"),
+        (status = 404, body = hm::HmError, description = "No such dead letter in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn replay(
     State(state): State<ApiState>,
     caller: Caller,
@@ -66,6 +91,18 @@ pub async fn replay(
     Ok(ok(json!({"status": "replayed", "entry_id": entry})))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/dead-letters/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The dead letter's id")),
+    responses(
+        (status = 204, description = "Dropped"),
+        (status = 404, body = hm::HmError, description = "No such dead letter in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn drop(
     State(state): State<ApiState>,
     caller: Caller,

@@ -16,6 +16,7 @@ use super::errors::list_filter;
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// Rows buffered between the database cursor and the client.
@@ -90,6 +91,18 @@ fn json_item(g: &ErrorGroup) -> String {
 }
 
 /// `GET /api/errors/export`.
+#[utoipa::path(
+    get,
+    path = "/api/errors/export",
+    tag = "health-monitor",
+    params(("format" = Option<hm::ExportFormat>, Query, description = "Default csv"), hm::ErrorFilter),
+    responses(
+        (status = 200, description = "Every matching error group, streamed", content((String = "text/csv"), (Vec<hm::ErrorObject> = "application/json"))),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn export(
     State(state): State<ApiState>,
     caller: Caller,

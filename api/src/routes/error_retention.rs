@@ -11,6 +11,7 @@ use sluice_storage::pg::error_extra::{self, EVENTS_DAYS_RANGE};
 
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// `events_days` from a `PUT` body: `Ok(None)` when absent (kept, as `PUT`
@@ -37,6 +38,16 @@ pub fn parse_events_days(body: &[u8]) -> ApiResult<Option<i32>> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/settings/retention",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Retention>, description = "Days of occurrences the tenant keeps"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn get(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require("read")?;
     let days = state
@@ -46,6 +57,18 @@ pub async fn get(State(state): State<ApiState>, caller: Caller) -> ApiResult<Jso
     Ok(ok(json!({ "events_days": days })))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/settings/retention",
+    tag = "health-monitor",
+    request_body(content = hm::RetentionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = hm::Data<hm::Retention>, description = "The setting now in force"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn put(
     State(state): State<ApiState>,
     caller: Caller,

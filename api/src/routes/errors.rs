@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ok, ok_of, ApiError, ApiResult, Envelope};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 fn summary(g: &ErrorGroup) -> Value {
@@ -66,6 +67,18 @@ pub fn list_filter(params: &Params) -> ApiResult<ListFilter> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/errors",
+    tag = "health-monitor",
+    params(hm::ErrorFilter, hm::Paging),
+    responses(
+        (status = 200, body = hm::Data<hm::ErrorList>, description = "A page of error groups, most recent first"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn list(
     State(state): State<ApiState>,
     caller: Caller,
@@ -82,12 +95,24 @@ pub async fn list(
     Ok(ok(json!({
         "errors": rows.iter().map(summary).collect::<Vec<_>>(),
         "total": total,
-        "page": offset / limit + 1,
+        "page": (offset / limit).saturating_add(1),
         "limit": limit,
         "offset": offset,
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/errors/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The error group's id (a UUID)")),
+    responses(
+        (status = 200, body = hm::Data<hm::ErrorObject>, description = "The error group"),
+        (status = 404, body = hm::HmError, description = "No such error group in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn get_one(
     State(state): State<ApiState>,
     caller: Caller,
@@ -103,6 +128,18 @@ pub async fn get_one(
     Ok(ok_of(group))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/errors/{id}/resolve",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The error group's id (a UUID)")),
+    responses(
+        (status = 200, body = hm::Data<hm::ResolvedAnswer>, description = "Resolved (`error_resolved` is published on /ws)"),
+        (status = 404, body = hm::HmError, description = "No such error group in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn resolve(
     State(state): State<ApiState>,
     caller: Caller,
@@ -128,6 +165,18 @@ pub async fn resolve(
     Ok(ok(json!({"status": "resolved"})))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/errors/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The error group's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted, with its occurrences"),
+        (status = 404, body = hm::HmError, description = "No such error group in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn delete(
     State(state): State<ApiState>,
     caller: Caller,

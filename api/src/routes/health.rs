@@ -7,10 +7,20 @@ use axum::response::IntoResponse;
 use axum::Json;
 use sluice_storage::breaker::State as Circuit;
 
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// Always 200 while the process serves; `status` is `degraded` while a
 /// store's circuit is open.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Health, description = "Always 200 while the process serves"),
+    ),
+    security(())
+)]
 pub async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     let pg = state.pg.breaker().status();
     let ch = state.ch.breaker().status();
@@ -24,6 +34,16 @@ pub async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = String, content_type = "text/plain", description = "Prometheus text format"),
+        (status = 404, body = String, content_type = "text/plain", description = "Metrics are not enabled"),
+    ),
+    security(())
+)]
 pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let Some(handle) = &state.metrics else {
         return (

@@ -26,6 +26,7 @@ use sluice_storage::monitor::{probe, Monitor};
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 fn iso(ms: i64) -> String {
@@ -66,6 +67,16 @@ pub fn timeframe_secs(p: Option<&str>) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/monitoring/services`.
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/services",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Services>, description = "Each store and tier, as last probed"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn services(
     State(state): State<ApiState>,
     Extension(mon): Extension<Monitor>,
@@ -125,6 +136,18 @@ pub async fn services(
 }
 
 /// `GET /api/monitoring/metrics?timeframe=`.
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/metrics",
+    tag = "health-monitor",
+    params(("timeframe" = Option<hm::Timeframe>, Query, description = "Default 1h")),
+    responses(
+        (status = 200, body = hm::Data<hm::HostMetrics>, description = "Host readings and request rates"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn metrics(
     State(state): State<ApiState>,
     Extension(mon): Extension<Monitor>,
@@ -209,6 +232,16 @@ async fn history(state: &ApiState, mon: &Monitor) -> Result<Value, ApiError> {
 }
 
 /// `GET /api/monitoring/uptime`.
+#[utoipa::path(
+    get,
+    path = "/api/monitoring/uptime",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Uptime>, description = "Uptime from the stored probe history"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn uptime(
     State(state): State<ApiState>,
     Extension(mon): Extension<Monitor>,
@@ -223,6 +256,16 @@ pub async fn uptime(
 
 /// `GET /api/analytics/performance`: the last hour of requests Sluice
 /// served, every tier.
+#[utoipa::path(
+    get,
+    path = "/api/analytics/performance",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Performance>, description = "The last hour of requests Sluice served"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 pub async fn performance(
     State(state): State<ApiState>,
     Extension(mon): Extension<Monitor>,

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// The permissions a key may carry.
@@ -92,6 +93,16 @@ async fn reload_keys(state: &ApiState) {
 }
 
 /// `GET /api/settings/api-keys`.
+#[utoipa::path(
+    get,
+    path = "/api/settings/api-keys",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::ApiKeys>, description = "The tenant's keys, masked"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn list_keys(
     State(state): State<ApiState>,
@@ -106,6 +117,18 @@ pub async fn list_keys(
 
 /// `POST /api/settings/api-keys`: `{name, permissions, expires_at?}`;
 /// `201` with the key, whose full secret only this answer shows.
+#[utoipa::path(
+    post,
+    path = "/api/settings/api-keys",
+    tag = "health-monitor",
+    request_body(content = hm::ApiKeyRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = hm::Data<hm::ApiKeySecret>, description = "The key; its secret is shown only here"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn create_key(
     State(state): State<ApiState>,
@@ -189,6 +212,18 @@ pub async fn create_key(
 
 /// `DELETE /api/settings/api-keys/{id}`: `204`; the key (and any grace
 /// period of a rotation) stops working within the directory's reload.
+#[utoipa::path(
+    delete,
+    path = "/api/settings/api-keys/{id}",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked; refused everywhere within seconds"),
+        (status = 404, body = hm::HmError, description = "No such key in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn revoke_key(
     State(state): State<ApiState>,
@@ -208,6 +243,20 @@ pub async fn revoke_key(
 
 /// `POST /api/settings/api-keys/{id}/rotate`: `{"grace_seconds"?}`; `200`
 /// with the key and its new secret; the old one works for the grace period.
+#[utoipa::path(
+    post,
+    path = "/api/settings/api-keys/{id}/rotate",
+    tag = "health-monitor",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body(content = Option<hm::RotateRequest>, content_type = "application/json"),
+    responses(
+        (status = 200, body = hm::Data<hm::ApiKeySecret>, description = "The new secret; the old one works for the grace period"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 404, body = hm::HmError, description = "No such key in the tenant"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn rotate_key(
     State(state): State<ApiState>,
@@ -260,6 +309,16 @@ fn member_json(m: &TeamRow) -> Value {
 }
 
 /// `GET /api/settings/team`: the active members, then the invitees.
+#[utoipa::path(
+    get,
+    path = "/api/settings/team",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Team>, description = "Members, then invitees"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn team(State(state): State<ApiState>, caller: Caller) -> ApiResult<impl IntoResponse> {
     caller.require("read")?;
@@ -286,6 +345,19 @@ fn valid_email(s: &str) -> bool {
 
 /// `POST /api/settings/team/invite`: `{email, role}`; `201` with the
 /// invitee, `409` when the email is already in the tenant.
+#[utoipa::path(
+    post,
+    path = "/api/settings/team/invite",
+    tag = "health-monitor",
+    request_body(content = hm::InviteRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = hm::Data<hm::TeamMember>, description = "The invitee"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 409, body = hm::HmError, description = "The email is already in the team"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn invite(
     State(state): State<ApiState>,
@@ -384,6 +456,16 @@ fn integration_json(state: &ApiState, name: &str, row: Option<&IntegrationRow>) 
 }
 
 /// `GET /api/settings/integrations`: slack, webhook and email always.
+#[utoipa::path(
+    get,
+    path = "/api/settings/integrations",
+    tag = "health-monitor",
+    responses(
+        (status = 200, body = hm::Data<hm::Integrations>, description = "slack, webhook and email, secrets masked"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant()))]
 pub async fn integrations(
     State(state): State<ApiState>,
@@ -417,6 +499,20 @@ fn known(name: &str) -> ApiResult<&'static str> {
 
 /// `PUT /api/settings/integrations/{name}`: `{"config": {...}}`; `200`
 /// with the integration, connected, its secrets masked.
+#[utoipa::path(
+    put,
+    path = "/api/settings/integrations/{name}",
+    tag = "health-monitor",
+    params(("name" = String, Path, description = "slack, webhook or email")),
+    request_body(content = hm::IntegrationRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = hm::Data<hm::Integration>, description = "Configured, secrets masked"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 404, body = hm::HmError, description = "No such integration"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant(), integration = %name))]
 pub async fn configure(
     State(state): State<ApiState>,
@@ -451,6 +547,20 @@ pub async fn configure(
 /// `POST /api/settings/integrations/{name}/test`: sends a test message
 /// through the product's channel of that type now; `200` with
 /// `{"success": true, ...}` when delivered, `502` when not.
+#[utoipa::path(
+    post,
+    path = "/api/settings/integrations/{name}/test",
+    tag = "health-monitor",
+    params(("name" = String, Path, description = "slack, webhook or email")),
+    responses(
+        (status = 200, body = hm::Data<hm::IntegrationTest>, description = "A test message was delivered"),
+        (status = 400, body = hm::HmError, description = "A parameter or the body is invalid"),
+        (status = 404, body = hm::HmError, description = "No such integration"),
+        (status = 502, body = hm::HmError, description = "The test message was not delivered"),
+        hm::Refusals,
+    ),
+    security(("apiKey" = []), ("bearerAuth" = []))
+)]
 #[tracing::instrument(skip_all, fields(tenant = %caller.tenant(), integration = %name))]
 pub async fn test(
     State(state): State<ApiState>,
