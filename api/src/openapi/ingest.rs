@@ -53,6 +53,7 @@ pub struct BatchItem {
 #[utoipa::path(
     post,
     path = "/api/errors",
+    operation_id = "ingest_error",
     tag = "ingest",
     request_body(content = NewError, content_type = "application/json"),
     responses(
@@ -72,6 +73,7 @@ fn post_error() {}
 #[utoipa::path(
     post,
     path = "/api/errors/batch",
+    operation_id = "ingest_batch",
     tag = "ingest",
     request_body(content = Vec<NewError>, content_type = "application/json"),
     responses(

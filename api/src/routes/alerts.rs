@@ -205,6 +205,7 @@ fn read_rule(body: &[u8], mut f: RuleFields) -> ApiResult<RuleFields> {
 #[utoipa::path(
     get,
     path = "/api/alerts/rules",
+    operation_id = "alerts_list_rules",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::AlertRules>, description = "The tenant's alert rules"),
@@ -226,6 +227,7 @@ pub async fn list_rules(State(state): State<ApiState>, caller: Caller) -> ApiRes
 #[utoipa::path(
     post,
     path = "/api/alerts/rules",
+    operation_id = "alerts_create_rule",
     tag = "health-monitor",
     request_body(content = hm::AlertRuleRequest, content_type = "application/json"),
     responses(
@@ -258,6 +260,7 @@ pub async fn create_rule(
 #[utoipa::path(
     put,
     path = "/api/alerts/rules/{id}",
+    operation_id = "alerts_update_rule",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The rule's id")),
     request_body(content = hm::AlertRuleRequest, content_type = "application/json"),
@@ -294,6 +297,7 @@ pub async fn update_rule(
 #[utoipa::path(
     delete,
     path = "/api/alerts/rules/{id}",
+    operation_id = "alerts_delete_rule",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The rule's id")),
     responses(
@@ -342,6 +346,7 @@ fn read_incident(body: &[u8], mut f: IncidentFields, create: bool) -> ApiResult<
 #[utoipa::path(
     get,
     path = "/api/alerts/incidents",
+    operation_id = "alerts_list_incidents",
     tag = "health-monitor",
     params(("status" = Option<hm::IncidentStatus>, Query), ("severity" = Option<hm::Severity>, Query), ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 100"), ("offset" = Option<i64>, Query, minimum = 0)),
     responses(
@@ -388,6 +393,7 @@ pub async fn list_incidents(
 #[utoipa::path(
     post,
     path = "/api/alerts/incidents",
+    operation_id = "alerts_create_incident",
     tag = "health-monitor",
     request_body(content = hm::IncidentRequest, content_type = "application/json"),
     responses(
@@ -419,6 +425,7 @@ pub async fn create_incident(
 #[utoipa::path(
     put,
     path = "/api/alerts/incidents/{id}",
+    operation_id = "alerts_update_incident",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The incident's id")),
     request_body(content = hm::IncidentRequest, content_type = "application/json"),

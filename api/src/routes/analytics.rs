@@ -56,6 +56,7 @@ fn round(v: f64, places: i32) -> f64 {
 #[utoipa::path(
     get,
     path = "/api/stats",
+    operation_id = "analytics_stats",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Stats>, description = "Counts of error groups (see README: one unit)"),
@@ -130,6 +131,7 @@ fn next_bucket(b: Bucket, t: DateTime<Utc>) -> DateTime<Utc> {
 #[utoipa::path(
     get,
     path = "/api/analytics/trends",
+    operation_id = "analytics_trends",
     tag = "health-monitor",
     params(("period" = Option<hm::Period>, Query, description = "Default week"), ("group_by" = Option<hm::GroupBy>, Query, description = "Default: hour for day, day for week and month, month for year")),
     responses(

@@ -27,6 +27,7 @@ async fn conn(state: &ApiState) -> ApiResult<deadpool_redis::Connection> {
 #[utoipa::path(
     get,
     path = "/api/admin/dead-letters",
+    operation_id = "dead_letters_list",
     tag = "health-monitor",
     params(("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 50"), ("before" = Option<String>, Query, description = "`next_before` of the previous page")),
     responses(
@@ -67,6 +68,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/api/admin/dead-letters/{id}/replay",
+    operation_id = "dead_letters_replay",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The dead letter's id")),
     responses(
@@ -94,6 +96,7 @@ pub async fn replay(
 #[utoipa::path(
     delete,
     path = "/api/admin/dead-letters/{id}",
+    operation_id = "dead_letters_drop",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The dead letter's id")),
     responses(

@@ -94,6 +94,7 @@ fn json_item(g: &ErrorGroup) -> String {
 #[utoipa::path(
     get,
     path = "/api/errors/export",
+    operation_id = "errors_export",
     tag = "health-monitor",
     params(("format" = Option<hm::ExportFormat>, Query, description = "Default csv"), hm::ErrorFilter),
     responses(

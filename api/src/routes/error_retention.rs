@@ -41,6 +41,7 @@ pub fn parse_events_days(body: &[u8]) -> ApiResult<Option<i32>> {
 #[utoipa::path(
     get,
     path = "/api/settings/retention",
+    operation_id = "retention_get",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Retention>, description = "Days of occurrences the tenant keeps"),
@@ -60,6 +61,7 @@ pub async fn get(State(state): State<ApiState>, caller: Caller) -> ApiResult<Jso
 #[utoipa::path(
     put,
     path = "/api/settings/retention",
+    operation_id = "retention_put",
     tag = "health-monitor",
     request_body(content = hm::RetentionRequest, content_type = "application/json"),
     responses(

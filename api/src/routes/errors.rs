@@ -70,6 +70,7 @@ pub fn list_filter(params: &Params) -> ApiResult<ListFilter> {
 #[utoipa::path(
     get,
     path = "/api/errors",
+    operation_id = "errors_list",
     tag = "health-monitor",
     params(hm::ErrorFilter, hm::Paging),
     responses(
@@ -104,6 +105,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/api/errors/{id}",
+    operation_id = "errors_get_one",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The error group's id (a UUID)")),
     responses(
@@ -131,6 +133,7 @@ pub async fn get_one(
 #[utoipa::path(
     put,
     path = "/api/errors/{id}/resolve",
+    operation_id = "errors_resolve",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The error group's id (a UUID)")),
     responses(
@@ -168,6 +171,7 @@ pub async fn resolve(
 #[utoipa::path(
     delete,
     path = "/api/errors/{id}",
+    operation_id = "errors_delete",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The error group's id (a UUID)")),
     responses(

@@ -15,6 +15,7 @@ use crate::ApiState;
 #[utoipa::path(
     get,
     path = "/health",
+    operation_id = "service_health",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Health, description = "Always 200 while the process serves"),
@@ -37,6 +38,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<serde_json::Value> {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "service_metrics",
     tag = "health-monitor",
     responses(
         (status = 200, body = String, content_type = "text/plain", description = "Prometheus text format"),

@@ -70,6 +70,7 @@ pub fn timeframe_secs(p: Option<&str>) -> Result<i64, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/monitoring/services",
+    operation_id = "monitoring_services",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Services>, description = "Each store and tier, as last probed"),
@@ -139,6 +140,7 @@ pub async fn services(
 #[utoipa::path(
     get,
     path = "/api/monitoring/metrics",
+    operation_id = "monitoring_metrics",
     tag = "health-monitor",
     params(("timeframe" = Option<hm::Timeframe>, Query, description = "Default 1h")),
     responses(
@@ -235,6 +237,7 @@ async fn history(state: &ApiState, mon: &Monitor) -> Result<Value, ApiError> {
 #[utoipa::path(
     get,
     path = "/api/monitoring/uptime",
+    operation_id = "monitoring_uptime",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Uptime>, description = "Uptime from the stored probe history"),
@@ -259,6 +262,7 @@ pub async fn uptime(
 #[utoipa::path(
     get,
     path = "/api/analytics/performance",
+    operation_id = "monitoring_performance",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Performance>, description = "The last hour of requests Sluice served"),

@@ -96,6 +96,7 @@ async fn reload_keys(state: &ApiState) {
 #[utoipa::path(
     get,
     path = "/api/settings/api-keys",
+    operation_id = "settings_list_keys",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::ApiKeys>, description = "The tenant's keys, masked"),
@@ -120,6 +121,7 @@ pub async fn list_keys(
 #[utoipa::path(
     post,
     path = "/api/settings/api-keys",
+    operation_id = "settings_create_key",
     tag = "health-monitor",
     request_body(content = hm::ApiKeyRequest, content_type = "application/json"),
     responses(
@@ -215,6 +217,7 @@ pub async fn create_key(
 #[utoipa::path(
     delete,
     path = "/api/settings/api-keys/{id}",
+    operation_id = "settings_revoke_key",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The key's id")),
     responses(
@@ -246,6 +249,7 @@ pub async fn revoke_key(
 #[utoipa::path(
     post,
     path = "/api/settings/api-keys/{id}/rotate",
+    operation_id = "settings_rotate_key",
     tag = "health-monitor",
     params(("id" = String, Path, description = "The key's id")),
     request_body(content = Option<hm::RotateRequest>, content_type = "application/json"),
@@ -312,6 +316,7 @@ fn member_json(m: &TeamRow) -> Value {
 #[utoipa::path(
     get,
     path = "/api/settings/team",
+    operation_id = "settings_team",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Team>, description = "Members, then invitees"),
@@ -348,6 +353,7 @@ fn valid_email(s: &str) -> bool {
 #[utoipa::path(
     post,
     path = "/api/settings/team/invite",
+    operation_id = "settings_invite",
     tag = "health-monitor",
     request_body(content = hm::InviteRequest, content_type = "application/json"),
     responses(
@@ -459,6 +465,7 @@ fn integration_json(state: &ApiState, name: &str, row: Option<&IntegrationRow>) 
 #[utoipa::path(
     get,
     path = "/api/settings/integrations",
+    operation_id = "settings_integrations",
     tag = "health-monitor",
     responses(
         (status = 200, body = hm::Data<hm::Integrations>, description = "slack, webhook and email, secrets masked"),
@@ -502,6 +509,7 @@ fn known(name: &str) -> ApiResult<&'static str> {
 #[utoipa::path(
     put,
     path = "/api/settings/integrations/{name}",
+    operation_id = "settings_configure",
     tag = "health-monitor",
     params(("name" = String, Path, description = "slack, webhook or email")),
     request_body(content = hm::IntegrationRequest, content_type = "application/json"),
@@ -550,6 +558,7 @@ pub async fn configure(
 #[utoipa::path(
     post,
     path = "/api/settings/integrations/{name}/test",
+    operation_id = "settings_test",
     tag = "health-monitor",
     params(("name" = String, Path, description = "slack, webhook or email")),
     responses(
