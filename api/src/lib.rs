@@ -22,7 +22,6 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sluice_auth::token::Tokens;

@@ -143,6 +143,15 @@ async fn document_is_openapi_3_1_and_docs_are_served_from_sluice() {
     );
     assert!(doc["components"]["securitySchemes"]["apiKey"].is_object());
     assert!(doc["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    // Every operation has an id of its own (clients generate methods from them).
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap_or_default().to_string();
+            assert!(!id.is_empty(), "{method} {path} has no operationId");
+            assert!(ids.insert(id.clone()), "{method} {path}: operationId {id} twice");
+        }
+    }
 
     let res = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
