@@ -152,7 +152,10 @@ async fn document_is_openapi_3_1_and_docs_are_served_from_sluice() {
             }
             let id = op["operationId"].as_str().unwrap_or_default().to_string();
             assert!(!id.is_empty(), "{method} {path} has no operationId");
-            assert!(ids.insert(id.clone()), "{method} {path}: operationId {id} twice");
+            assert!(
+                ids.insert(id.clone()),
+                "{method} {path}: operationId {id} twice"
+            );
         }
     }
 

@@ -161,6 +161,7 @@ pub struct ResolvedAnswer {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ErrorExportFormat)]
 pub enum ExportFormat {
     Csv,
     Json,
@@ -291,6 +292,7 @@ pub struct Uptime {
 
 /// `GET /health`.
 #[derive(Serialize, ToSchema)]
+#[schema(as = ProcessHealth)]
 pub struct Health {
     /// `ok`, or `degraded` while a store's circuit is open.
     pub status: String,
@@ -408,6 +410,7 @@ pub struct Team {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = TeamRole)]
 pub enum Role {
     Owner,
     Admin,

@@ -93,3 +93,65 @@ pub fn finish(mut doc: Document) -> Document {
 pub fn docs(doc: Document) -> Router<ApiState> {
     SwaggerUi::new("/docs").url("/openapi.json", doc).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    /// The component name of every `ToSchema` type under `dir`: its
+    /// `#[schema(as = ...)]` name, else its own.
+    fn schema_names(dir: &Path, found: &mut HashMap<String, Vec<String>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                schema_names(&path, found);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut derives = false;
+            let mut alias = None;
+            for line in text.lines().map(str::trim) {
+                if line.starts_with("#[derive(") && line.contains("ToSchema") {
+                    derives = true;
+                } else if derives && line.starts_with("#[schema(as = ") {
+                    alias = line
+                        .trim_start_matches("#[schema(as = ")
+                        .split(')')
+                        .next()
+                        .map(str::to_string);
+                } else if derives && !line.starts_with("#[") && !line.starts_with("///") {
+                    let own = line
+                        .split_whitespace()
+                        .skip_while(|w| !matches!(*w, "struct" | "enum"))
+                        .nth(1)
+                        .map(|w| {
+                            w.trim_end_matches(|c: char| !c.is_alphanumeric())
+                                .to_string()
+                        });
+                    if let Some(name) = alias.take().or(own) {
+                        found
+                            .entry(name)
+                            .or_default()
+                            .push(path.display().to_string());
+                    }
+                    derives = false;
+                }
+            }
+        }
+    }
+
+    /// utoipa names components by type name alone: two schemas of one
+    /// name would silently replace each other in the document.
+    #[test]
+    fn schema_names_are_unique() {
+        let mut found = HashMap::new();
+        schema_names(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        let twice: Vec<_> = found.iter().filter(|(_, at)| at.len() > 1).collect();
+        assert!(found.len() > 50, "only {} schemas found", found.len());
+        assert!(twice.is_empty(), "schema names used twice: {twice:?}");
+    }
+}

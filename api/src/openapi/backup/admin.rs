@@ -95,6 +95,7 @@ pub struct AuditPage {
 /// `format` of `GET /api/v1/audit/export`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = AuditExportFormat)]
 pub enum ExportFormat {
     Csv,
     Json,

@@ -51,6 +51,7 @@ pub struct CommandView {
 /// `POST /api/v1/commands/{id}/execute`. Each value is substituted as
 /// exactly one shell word (quoted when needed).
 #[derive(Serialize, ToSchema)]
+#[schema(as = CommandExecuteRequest)]
 pub struct ExecuteRequest {
     #[schema(minimum = 1)]
     pub server_id: i64,
@@ -67,6 +68,7 @@ pub struct ExecutionQueued {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = CommandExecutionView)]
 pub struct ExecutionView {
     pub id: i64,
     pub command_id: i64,

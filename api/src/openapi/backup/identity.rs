@@ -8,6 +8,7 @@ use uuid::Uuid;
 /// `POST /api/v1/auth/login` (JSON, or the same fields as an OAuth2
 /// password form, `application/x-www-form-urlencoded`).
 #[derive(Serialize, ToSchema)]
+#[schema(as = BackupLoginRequest)]
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
@@ -135,6 +136,7 @@ pub struct Membership {
 /// The conventions' roles.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = UserRole)]
 pub enum Role {
     Owner,
     Admin,

@@ -97,6 +97,7 @@ pub struct CredentialsView {
 }
 
 #[derive(Serialize, ToSchema)]
+#[schema(as = ServerDatabaseView)]
 pub struct DatabaseView {
     #[serde(rename = "type")]
     pub kind: DbType,
