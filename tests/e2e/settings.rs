@@ -538,6 +538,16 @@ async fn roles_are_checked_before_the_body() {
         Some(json!({"email": "o@example.com", "role": "owner"})),
     )
     .await;
+    // Only an owner invites an owner (as on /api/v1/users).
+    assert_error(s, 403, &v);
+    let (s, v) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{TEAM}/invite"),
+        Some(json!({"email": "o@example.com", "role": "owner"})),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     // Missing, unknown credentials: 401.
     let (s, v) = status_json(app.http.get(app.url(KEYS))).await;

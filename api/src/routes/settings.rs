@@ -306,6 +306,10 @@ pub async fn invite(
             ))
         }
     };
+    if role == "owner" {
+        // Only an owner hands out `owner` (as on /api/v1/users).
+        caller.require("owner")?;
+    }
     let tenant = caller.tenant();
     let row = state
         .pg
