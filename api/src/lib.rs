@@ -242,6 +242,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/settings/team", get(routes::settings::team))
         .route("/api/settings/team/invite", post(routes::settings::invite))
+        .route("/api/settings/team/accept", post(routes::settings::accept))
         .route(
             "/api/settings/integrations",
             get(routes::settings::integrations),
