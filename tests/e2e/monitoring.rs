@@ -372,7 +372,13 @@ async fn uptime_is_computed_from_stored_probes() {
 }
 
 /// Rows of `table` of one deployment within a second range.
-async fn rows_of(ch: &clickhouse::Client, table: &str, deployment: &str, from: i64, to: i64) -> u64 {
+async fn rows_of(
+    ch: &clickhouse::Client,
+    table: &str,
+    deployment: &str,
+    from: i64,
+    to: i64,
+) -> u64 {
     ch.query(&format!(
         "SELECT count() FROM {table} WHERE deployment = ? AND ts >= toDateTime(?) AND ts < toDateTime(?)"
     ))
@@ -450,7 +456,10 @@ async fn monitoring_history_older_than_the_keep_period_is_dropped_by_partition()
         assert!(!dropped.contains(&(table, day(kept))), "{dropped:?}");
         let days = table_days(ch, table).await.unwrap();
         assert!(!days.contains(&day(old)), "{table}: {days:?}");
-        assert!(days.contains(&day(kept)) && days.contains(&day(now)), "{table}: {days:?}");
+        assert!(
+            days.contains(&day(kept)) && days.contains(&day(now)),
+            "{table}: {days:?}"
+        );
         let (a, b) = span(old);
         assert_eq!(rows_of(ch, table, &deployment, a, b).await, 0, "{table}");
         for t in [kept, now] {

@@ -29,9 +29,7 @@ const NOPE: &str = "00000000-0000-4000-8000-000000000000";
 fn routes() -> Vec<(Method, String, Option<Value>, Need)> {
     use Method as M;
     use Need::*;
-    let invite = |role: &str| {
-        json!({"email": format!("i-{}@example.com", Uuid::new_v4().simple()), "role": role})
-    };
+    let invite = |role: &str| json!({"email": format!("i-{}@example.com", Uuid::new_v4().simple()), "role": role});
     vec![
         (M::GET, "/api/errors".into(), None, Viewer),
         (
@@ -42,7 +40,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Need)> {
         ),
         (M::GET, format!("/api/errors/{NOPE}"), None, Viewer),
         (M::DELETE, format!("/api/errors/{NOPE}"), None, Developer),
-        (M::PUT, format!("/api/errors/{NOPE}/resolve"), None, Developer),
+        (
+            M::PUT,
+            format!("/api/errors/{NOPE}/resolve"),
+            None,
+            Developer,
+        ),
         (M::GET, "/api/errors/export?format=csv".into(), None, Viewer),
         (M::GET, "/api/stats".into(), None, Viewer),
         (M::GET, "/api/analytics/trends".into(), None, Viewer),
@@ -72,7 +75,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Need)> {
             Some(json!({"name": "roles table", "permissions": ["read"]})),
             Admin,
         ),
-        (M::DELETE, format!("/api/settings/api-keys/{NOPE}"), None, Admin),
+        (
+            M::DELETE,
+            format!("/api/settings/api-keys/{NOPE}"),
+            None,
+            Admin,
+        ),
         (
             M::POST,
             format!("/api/settings/api-keys/{NOPE}/rotate"),
@@ -118,7 +126,12 @@ fn routes() -> Vec<(Method, String, Option<Value>, Need)> {
             Some(json!({"enabled": false})),
             Developer,
         ),
-        (M::DELETE, format!("/api/alerts/rules/{NOPE}"), None, Developer),
+        (
+            M::DELETE,
+            format!("/api/alerts/rules/{NOPE}"),
+            None,
+            Developer,
+        ),
         (M::GET, "/api/alerts/incidents".into(), None, Viewer),
         (
             M::POST,
@@ -195,8 +208,10 @@ async fn user_of(app: &TestApp, owner: &User, role: &str) -> String {
             &owner.token,
             &owner.tenant_id.to_string(),
         )
-        .json(&json!({"username": username, "email": format!("{username}@example.com"),
-            "password": "roles-pass-1", "role": role})),
+        .json(
+            &json!({"username": username, "email": format!("{username}@example.com"),
+            "password": "roles-pass-1", "role": role}),
+        ),
     )
     .await;
     assert_eq!(s, 201, "{v}");
@@ -241,22 +256,42 @@ async fn every_health_monitor_route_applies_the_role_table() {
         bearer: Some(t),
     };
     let creds = vec![
-        key("key read", Need::Viewer, key_of(&app, &owner, &["read"]).await),
+        key(
+            "key read",
+            Need::Viewer,
+            key_of(&app, &owner, &["read"]).await,
+        ),
         key(
             "key read+write",
             Need::Developer,
             key_of(&app, &owner, &["read", "write"]).await,
         ),
-        key("key write", Need::Developer, key_of(&app, &owner, &["write"]).await),
-        key("key admin", Need::Admin, key_of(&app, &owner, &["admin"]).await),
+        key(
+            "key write",
+            Need::Developer,
+            key_of(&app, &owner, &["write"]).await,
+        ),
+        key(
+            "key admin",
+            Need::Admin,
+            key_of(&app, &owner, &["admin"]).await,
+        ),
         key("key owner", Need::Owner, owner_key),
-        user("user viewer", Need::Viewer, user_of(&app, &owner, "viewer").await),
+        user(
+            "user viewer",
+            Need::Viewer,
+            user_of(&app, &owner, "viewer").await,
+        ),
         user(
             "user developer",
             Need::Developer,
             user_of(&app, &owner, "developer").await,
         ),
-        user("user admin", Need::Admin, user_of(&app, &owner, "admin").await),
+        user(
+            "user admin",
+            Need::Admin,
+            user_of(&app, &owner, "admin").await,
+        ),
         user("user owner", Need::Owner, owner.token.clone()),
     ];
     // A Bearer API key acts like the same key in X-API-Key.

@@ -689,7 +689,10 @@ async fn invite(app: &TestApp, owner: &Cred, email: &str, role: &str) -> Value {
 
 /// `POST /api/settings/team/accept` without credentials, or with a Bearer.
 async fn accept(app: &TestApp, bearer: Option<&str>, body: Value) -> (u16, Value) {
-    let mut r = app.http.post(app.url(&format!("{TEAM}/accept"))).json(&body);
+    let mut r = app
+        .http
+        .post(app.url(&format!("{TEAM}/accept")))
+        .json(&body);
     if let Some(t) = bearer {
         r = r.bearer_auth(t);
     }
@@ -742,9 +745,18 @@ async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
     let good = json!({"token": token, "username": username, "password": "invitee-pass-1",
         "full_name": "In Vitee"});
     for (body, want) in [
-        (json!({"username": username, "password": "invitee-pass-1"}), 400),
-        (json!({"token": token, "username": username, "password": "short"}), 400),
-        (json!({"token": token, "username": "x", "password": "invitee-pass-1"}), 400),
+        (
+            json!({"username": username, "password": "invitee-pass-1"}),
+            400,
+        ),
+        (
+            json!({"token": token, "username": username, "password": "short"}),
+            400,
+        ),
+        (
+            json!({"token": token, "username": "x", "password": "invitee-pass-1"}),
+            400,
+        ),
         (
             json!({"token": "inv_unknownunknownunknownunknownunkn", "username": username,
                 "password": "invitee-pass-1"}),
@@ -809,7 +821,13 @@ async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
             .with_timezone(&chrono::Utc);
         assert!(t > before && t <= chrono::Utc::now(), "{m}");
     }
-    let pending = invite(&app, &owner, &format!("later-{suffix}@example.com"), "admin").await;
+    let pending = invite(
+        &app,
+        &owner,
+        &format!("later-{suffix}@example.com"),
+        "admin",
+    )
+    .await;
     let (_, v) = call(&app, &owner, Method::GET, TEAM, None).await;
     let p = team_member(&v, pending["email"].as_str().unwrap()).unwrap();
     assert_eq!(p["status"], "invited");
@@ -863,7 +881,13 @@ async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
     .await;
     assert_error(s, 403, &v);
     // Already a member: 409.
-    let third = invite(&app, &owner, &format!("third-{suffix}@example.com"), "viewer").await;
+    let third = invite(
+        &app,
+        &owner,
+        &format!("third-{suffix}@example.com"),
+        "viewer",
+    )
+    .await;
     let (s, v) = accept(&app, Some(&fresh), json!({"token": third["invite_token"]})).await;
     assert_error(s, 409, &v);
     let _ = sluice_storage::pg::tenants::delete(&app.running.pg, owner_user.tenant_id).await;

@@ -12,14 +12,14 @@ use axum::response::IntoResponse;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sluice_notify::{registry, Channel, Level, Notification};
-use sluice_storage::pg::api_keys::{self, NewKey};
 use sluice_storage::keys;
+use sluice_storage::pg::api_keys::{self, NewKey};
 use sluice_storage::pg::settings::{self, IntegrationRow, Joiner, KeyRow, TeamRow};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::routes::users;
 use crate::error::{ok, ApiError, ApiResult};
+use crate::routes::users;
 use crate::ApiState;
 
 /// The permissions a key may carry.
@@ -431,7 +431,11 @@ pub async fn accept(
             password_hash: hash,
         },
         (_, _, Some(user)) => Joiner::Existing(user),
-        _ => return Err(ApiError::BadRequest("username and password are required".into())),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "username and password are required".into(),
+            ))
+        }
     };
     let pool = pool(&state).await?;
     let (tenant, row) = match settings::accept_invitation(&pool, &token_hash, joiner).await {
