@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod live;
 pub mod openapi;
 pub mod routes;

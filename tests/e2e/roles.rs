@@ -198,33 +198,6 @@ async fn key_of(app: &TestApp, owner: &User, perms: &[&str]) -> String {
     v["data"]["key"].as_str().unwrap().to_string()
 }
 
-/// A user with `role` in the owner's tenant, logged in: its access token.
-async fn user_of(app: &TestApp, owner: &User, role: &str) -> String {
-    let username = format!("r-{}", &Uuid::new_v4().simple().to_string()[..10]);
-    let (s, v) = status_json(
-        app.bearer(
-            Method::POST,
-            "/api/v1/users",
-            &owner.token,
-            &owner.tenant_id.to_string(),
-        )
-        .json(
-            &json!({"username": username, "email": format!("{username}@example.com"),
-            "password": "roles-pass-1", "role": role}),
-        ),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = status_json(
-        app.http
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": "roles-pass-1"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    v["access_token"].as_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_health_monitor_route_applies_the_role_table() {
     let app = TestApp::spawn().await;
@@ -280,17 +253,17 @@ async fn every_health_monitor_route_applies_the_role_table() {
         user(
             "user viewer",
             Need::Viewer,
-            user_of(&app, &owner, "viewer").await,
+            app.member_token(&owner, "viewer").await,
         ),
         user(
             "user developer",
             Need::Developer,
-            user_of(&app, &owner, "developer").await,
+            app.member_token(&owner, "developer").await,
         ),
         user(
             "user admin",
             Need::Admin,
-            user_of(&app, &owner, "admin").await,
+            app.member_token(&owner, "admin").await,
         ),
         user("user owner", Need::Owner, owner.token.clone()),
     ];

@@ -341,29 +341,7 @@ async fn an_expired_key_is_refused() {
 
 /// A user with `role` in the owner's tenant, logged in.
 async fn member(app: &TestApp, owner: &User, role: &str) -> Cred {
-    let username = format!("m-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let (s, v) = status_json(
-        app.bearer(
-            Method::POST,
-            "/api/v1/users",
-            &owner.token,
-            &owner.tenant_id.to_string(),
-        )
-        .json(
-            &json!({"username": username, "email": format!("{username}@example.com"),
-                "password": "member-pass-1", "role": role}),
-        ),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = status_json(
-        app.http
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": "member-pass-1"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    Cred::Bearer(v["access_token"].as_str().unwrap().to_string())
+    Cred::Bearer(app.member_token(owner, role).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -699,17 +677,6 @@ async fn accept(app: &TestApp, bearer: Option<&str>, body: Value) -> (u16, Value
     status_json(r).await
 }
 
-async fn login(app: &TestApp, username: &str, password: &str) -> String {
-    let (s, v) = status_json(
-        app.http
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": password})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    v["access_token"].as_str().unwrap().to_string()
-}
-
 fn team_member(v: &Value, email: &str) -> Option<Value> {
     v["data"]["members"]
         .as_array()
@@ -790,7 +757,7 @@ async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
     assert_error(s, 404, &v);
 
     // The new member logs in and acts as a viewer in the owner's tenant.
-    let viewer = Cred::Bearer(login(&app, &username, "invitee-pass-1").await);
+    let viewer = Cred::Bearer(app.login(&username, "invitee-pass-1").await);
     let (s, v) = call(&app, &viewer, Method::GET, "/api/errors", None).await;
     assert_eq!(s, 200, "{v}");
     let (s, v) = call(
@@ -867,7 +834,7 @@ async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
     .await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["data"]["role"], "developer");
-    let fresh = login(&app, &other.username, "s3cret-passw0rd").await;
+    let fresh = app.login(&other.username, "s3cret-passw0rd").await;
     let (s, v) = status_json(
         app.bearer(Method::POST, "/api/alerts/rules", &fresh, &tenant)
             .json(&json!({"name": "by invitee", "condition": "new_error"})),
