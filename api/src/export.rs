@@ -55,16 +55,21 @@ pub fn csv_field(out: &mut String, v: &str) {
     }
 }
 
-/// A channel for the rows of one download: the cursor's task sends into
-/// the first half, [`respond`] takes the second.
-pub fn channel<T, E>() -> (mpsc::Sender<Result<T, E>>, mpsc::Receiver<Result<T, E>>) {
+/// Where a cursor's task sends the rows of one download.
+pub type Rows<T, E> = mpsc::Sender<Result<T, E>>;
+/// What [`respond`] streams them from.
+pub type Received<T, E> = mpsc::Receiver<Result<T, E>>;
+
+/// A channel for the rows of one download ([`BUFFER`] rows): the cursor's
+/// task sends into the first half, [`respond`] takes the second.
+pub fn channel<T, E>() -> (Rows<T, E>, Received<T, E>) {
     mpsc::channel(BUFFER)
 }
 
 /// The `200` answer streaming every row `rx` yields; a row error ends the
 /// body with an error (the client sees a cut transfer, never a short file
 /// that looks whole).
-pub fn respond<T, E>(rx: mpsc::Receiver<Result<T, E>>, d: Download<T>) -> Response
+pub fn respond<T, E>(rx: Received<T, E>, d: Download<T>) -> Response
 where
     T: Send + 'static,
     E: std::fmt::Display + Send + 'static,
