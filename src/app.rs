@@ -494,6 +494,7 @@ pub async fn start(cfg: &Config, mode: Mode) -> anyhow::Result<Running> {
         wcfg.reclaim_idle = std::time::Duration::from_millis(cfg.worker_reclaim_idle_ms);
         wcfg.crash_after_clickhouse = cfg.worker_crash_after_clickhouse;
         wcfg.dead_letter_max = cfg.dead_letter_max.max(1);
+        wcfg.monitor_keep_days = cfg.monitor_keep_days.max(1);
         wcfg.operation_timeout = std::time::Duration::from_secs(cfg.operation_timeout_secs.max(1));
         wcfg.secrets = Some(secrets.clone());
         // Database jobs (backups, restores…) on this runtime: they mostly

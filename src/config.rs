@@ -287,6 +287,11 @@ pub struct Config {
     /// Seconds between probes of Sluice's own services (API processes).
     #[arg(long, env = "SLUICE_MONITOR_PROBE_SECS", default_value_t = 10)]
     pub monitor_probe_secs: u64,
+    /// Days of monitoring history (host samples and service probes in
+    /// ClickHouse) kept; the workers' hourly sweep drops older days.
+    #[arg(long, env = "SLUICE_MONITOR_KEEP_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub monitor_keep_days: u32,
 }
 
 impl Config {

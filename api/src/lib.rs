@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod live;
 pub mod openapi;
 pub mod routes;
@@ -230,6 +231,7 @@ pub fn router(state: ApiState) -> Router {
         .routes(routes!(routes::settings::rotate_key))
         .routes(routes!(routes::settings::team))
         .routes(routes!(routes::settings::invite))
+        .routes(routes!(routes::settings::accept))
         .routes(routes!(routes::settings::integrations))
         .routes(routes!(routes::settings::configure))
         .routes(routes!(routes::settings::test))

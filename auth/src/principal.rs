@@ -96,7 +96,8 @@ fn matches_tenant(header: &str, id: Uuid, slug: &str) -> bool {
 /// Resolves `Authorization` and `X-Tenant-ID` header values.
 ///
 /// A JWT must carry a membership in the named tenant (the header may be
-/// left out when the user belongs to exactly one). An API key acts for its
+/// left out when the user belongs to exactly one); the member is marked
+/// active for the key directory's next batched flush. An API key acts for its
 /// own tenant only; the header, when sent, must name that tenant.
 pub fn resolve(
     authorization: Option<&str>,
@@ -123,6 +124,7 @@ pub fn resolve(
             None if claims.tenants.len() == 1 => &claims.tenants[0],
             None => return Err(AuthError::TenantRequired),
         };
+        keys.mark_member_active(tenant.id, claims.sub);
         return Ok(Principal {
             tenant_id: tenant.id,
             tenant_slug: tenant.slug.clone(),

@@ -3,10 +3,13 @@
 //! random with 190 bits of entropy, so a fast hash is safe and keeps the
 //! lookup off the hot path's budget. The directory reloads from Postgres
 //! every few seconds, so a revocation takes effect within that interval.
+//! Each reload first flushes what was used since the last one, in one
+//! batched `UPDATE` each: the keys' `last_used_at` and the team members'
+//! `last_active_at` (marked by [`KeyDirectory::mark_member_active`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -16,18 +19,24 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::pg::api_keys;
+use crate::pg::{api_keys, users};
 use crate::Result;
 
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A new random key: `sk_live_` and 32 base62 characters.
 pub fn generate() -> String {
+    token("sk_live_")
+}
+
+/// A secret from the OS-seeded CSPRNG: `prefix` and 32 base62 characters
+/// (190 bits), stored only as its [`hash`].
+pub fn token(prefix: &str) -> String {
     let mut rng = rand::rng();
     let body: String = (0..32)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect();
-    format!("sk_live_{body}")
+    format!("{prefix}{body}")
 }
 
 pub fn hash(key: &str) -> [u8; 32] {
@@ -84,16 +93,25 @@ impl KeyInfo {
     }
 }
 
+/// Members seen since the last flush, as (tenant, user); bounded so a
+/// flush that keeps failing cannot grow it without end.
+type Seen = Arc<Mutex<HashSet<(Uuid, Uuid)>>>;
+
+/// The most distinct members remembered between two flushes.
+const MAX_SEEN: usize = 100_000;
+
 /// The in-memory key directory.
 #[derive(Clone)]
 pub struct KeyDirectory {
     keys: Arc<ArcSwap<HashMap<[u8; 32], Arc<KeyInfo>>>>,
+    members_seen: Seen,
 }
 
 impl Default for KeyDirectory {
     fn default() -> Self {
         Self {
             keys: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            members_seen: Arc::default(),
         }
     }
 }
@@ -109,8 +127,27 @@ impl KeyDirectory {
         Some(info)
     }
 
-    /// Flushes `last_used_at` and reloads every live key from Postgres.
+    /// Notes that `user` acted in `tenant`; its `last_active_at` is written
+    /// at the next flush (no database write per request).
+    pub fn mark_member_active(&self, tenant: Uuid, user: Uuid) {
+        if let Ok(mut seen) = self.members_seen.lock() {
+            if seen.len() < MAX_SEEN {
+                seen.insert((tenant, user));
+            }
+        }
+    }
+
+    /// Flushes `last_used_at` and `last_active_at`, then reloads every
+    /// live key from Postgres.
     pub async fn refresh(&self, pool: &PgPool) -> Result<usize> {
+        let seen: Vec<(Uuid, Uuid)> = self
+            .members_seen
+            .lock()
+            .map(|mut s| s.drain().collect())
+            .unwrap_or_default();
+        if !seen.is_empty() {
+            users::touch_members(pool, &seen).await?;
+        }
         let used: Vec<Uuid> = self
             .keys
             .load()

@@ -21,6 +21,7 @@ mod orchestrator;
 mod outage;
 mod poison_input;
 mod retention;
+mod roles;
 mod schedules;
 mod servers;
 mod settings;

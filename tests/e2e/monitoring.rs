@@ -370,3 +370,107 @@ async fn uptime_is_computed_from_stored_probes() {
 
     app.stop().await;
 }
+
+/// Rows of `table` of one deployment within a second range.
+async fn rows_of(
+    ch: &clickhouse::Client,
+    table: &str,
+    deployment: &str,
+    from: i64,
+    to: i64,
+) -> u64 {
+    ch.query(&format!(
+        "SELECT count() FROM {table} WHERE deployment = ? AND ts >= toDateTime(?) AND ts < toDateTime(?)"
+    ))
+    .bind(deployment)
+    .bind(from)
+    .bind(to)
+    .fetch_one::<u64>()
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_history_older_than_the_keep_period_is_dropped_by_partition() {
+    use sluice_storage::ch::monitoring::{insert_samples, SampleRow};
+    use sluice_storage::ch::retention::table_days;
+    let app = TestApp::spawn().await;
+    let ch = &app.running.ch;
+    let deployment = format!("keep-test-{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now();
+    let noon = |back: i64| {
+        let d = (now - chrono::Duration::days(back)).date_naive();
+        d.and_hms_opt(12, 0, 0).unwrap().and_utc()
+    };
+    // A day wholly before the 30-day keep period, one inside it, and now.
+    let (old, kept) = (noon(31), noon(29));
+    let times = [old, kept, now];
+    let samples: Vec<SampleRow> = times
+        .iter()
+        .map(|t| SampleRow {
+            deployment: deployment.clone(),
+            instance: "keep".into(),
+            host: "keep".into(),
+            ts: t.timestamp() as u32,
+            ts_ms: t.timestamp_millis() as u64,
+            cpu_percent: 1.0,
+            memory_percent: 1.0,
+            disk_percent: 1.0,
+            net_rx_bytes: 1,
+            net_tx_bytes: 1,
+            connections: 0,
+            requests: 1,
+            errors_5xx: 0,
+            latency_us: 1,
+            ingest_requests: 0,
+            api_requests: 1,
+        })
+        .collect();
+    let probes: Vec<ProbeRow> = times
+        .iter()
+        .map(|t| ProbeRow {
+            deployment: deployment.clone(),
+            instance: "keep".into(),
+            ts: t.timestamp() as u32,
+            ts_ms: t.timestamp_millis() as u64,
+            service: "Database".into(),
+            status: "healthy".into(),
+            response_ms: 1.0,
+        })
+        .collect();
+    insert_samples(ch, &samples).await.unwrap();
+    insert_probes(ch, &probes).await.unwrap();
+    let day = |t: chrono::DateTime<chrono::Utc>| -> u32 {
+        t.format("%Y%m%d").to_string().parse().unwrap()
+    };
+    for table in ["monitor_samples", "service_probes"] {
+        assert!(table_days(ch, table).await.unwrap().contains(&day(old)));
+    }
+
+    let dropped = sluice_workers::error_retention::sweep_monitoring(ch, now, 30)
+        .await
+        .unwrap();
+    let span = |t: chrono::DateTime<chrono::Utc>| (t.timestamp() - 60, t.timestamp() + 60);
+    for table in ["monitor_samples", "service_probes"] {
+        assert!(dropped.contains(&(table, day(old))), "{dropped:?}");
+        assert!(!dropped.contains(&(table, day(kept))), "{dropped:?}");
+        let days = table_days(ch, table).await.unwrap();
+        assert!(!days.contains(&day(old)), "{table}: {days:?}");
+        assert!(
+            days.contains(&day(kept)) && days.contains(&day(now)),
+            "{table}: {days:?}"
+        );
+        let (a, b) = span(old);
+        assert_eq!(rows_of(ch, table, &deployment, a, b).await, 0, "{table}");
+        for t in [kept, now] {
+            let (a, b) = span(t);
+            assert_eq!(rows_of(ch, table, &deployment, a, b).await, 1, "{table}");
+        }
+    }
+    // A second pass finds nothing more to drop of those days.
+    let again = sluice_workers::error_retention::sweep_monitoring(ch, now, 30)
+        .await
+        .unwrap();
+    assert!(again.iter().all(|(_, d)| *d < day(kept)), "{again:?}");
+    app.stop().await;
+}

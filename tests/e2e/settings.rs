@@ -341,29 +341,7 @@ async fn an_expired_key_is_refused() {
 
 /// A user with `role` in the owner's tenant, logged in.
 async fn member(app: &TestApp, owner: &User, role: &str) -> Cred {
-    let username = format!("m-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let (s, v) = status_json(
-        app.bearer(
-            Method::POST,
-            "/api/v1/users",
-            &owner.token,
-            &owner.tenant_id.to_string(),
-        )
-        .json(
-            &json!({"username": username, "email": format!("{username}@example.com"),
-                "password": "member-pass-1", "role": role}),
-        ),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let (s, v) = status_json(
-        app.http
-            .post(app.url("/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": "member-pass-1"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    Cred::Bearer(v["access_token"].as_str().unwrap().to_string())
+    Cred::Bearer(app.member_token(owner, role).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,6 +516,16 @@ async fn roles_are_checked_before_the_body() {
         Some(json!({"email": "o@example.com", "role": "owner"})),
     )
     .await;
+    // Only an owner invites an owner (as on /api/v1/users).
+    assert_error(s, 403, &v);
+    let (s, v) = call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("{TEAM}/invite"),
+        Some(json!({"email": "o@example.com", "role": "owner"})),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     // Missing, unknown credentials: 401.
     let (s, v) = status_json(app.http.get(app.url(KEYS))).await;
@@ -660,6 +648,217 @@ async fn team_lists_members_and_invitations() {
     assert!(members
         .iter()
         .any(|m| m["email"] == "New.User@Company.com" && m["status"] == "invited"));
+    app.stop().await;
+}
+
+/// Invites `email` as `role`; answers the invitation's data (with its token).
+async fn invite(app: &TestApp, owner: &Cred, email: &str, role: &str) -> Value {
+    let (s, v) = call(
+        app,
+        owner,
+        Method::POST,
+        &format!("{TEAM}/invite"),
+        Some(json!({"email": email, "role": role})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    v["data"].clone()
+}
+
+/// `POST /api/settings/team/accept` without credentials, or with a Bearer.
+async fn accept(app: &TestApp, bearer: Option<&str>, body: Value) -> (u16, Value) {
+    let mut r = app
+        .http
+        .post(app.url(&format!("{TEAM}/accept")))
+        .json(&body);
+    if let Some(t) = bearer {
+        r = r.bearer_auth(t);
+    }
+    status_json(r).await
+}
+
+fn team_member(v: &Value, email: &str) -> Option<Value> {
+    v["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"].as_str().map(str::to_lowercase) == Some(email.to_lowercase()))
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_are_accepted_once_before_expiry_and_activity_is_tracked() {
+    let app = TestApp::spawn().await;
+    let (owner, owner_user) = owner(&app).await;
+    let tenant = owner_user.tenant_id.to_string();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..10];
+
+    // The token is shown once: in the invite's answer, never in the list.
+    let email = format!("Invitee.{suffix}@Example.com");
+    let inv = invite(&app, &owner, &email, "viewer").await;
+    let token = inv["invite_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("inv_") && token.len() >= 36, "{token}");
+    let expires = chrono::DateTime::parse_from_rfc3339(inv["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = expires - chrono::Utc::now();
+    assert!(left > chrono::Duration::days(6) && left <= chrono::Duration::days(7));
+    let (_, listed) = call(&app, &owner, Method::GET, TEAM, None).await;
+    assert!(!listed.to_string().contains(&token), "{listed}");
+    assert!(!listed.to_string().contains("invite_token"), "{listed}");
+
+    // Bad requests, unknown tokens.
+    let username = format!("inv-{suffix}");
+    let good = json!({"token": token, "username": username, "password": "invitee-pass-1",
+        "full_name": "In Vitee"});
+    for (body, want) in [
+        (
+            json!({"username": username, "password": "invitee-pass-1"}),
+            400,
+        ),
+        (
+            json!({"token": token, "username": username, "password": "short"}),
+            400,
+        ),
+        (
+            json!({"token": token, "username": "x", "password": "invitee-pass-1"}),
+            400,
+        ),
+        (
+            json!({"token": "inv_unknownunknownunknownunknownunkn", "username": username,
+                "password": "invitee-pass-1"}),
+            404,
+        ),
+    ] {
+        let (s, v) = accept(&app, None, body).await;
+        assert_error(s, want, &v);
+    }
+    let (s, v) = accept(&app, Some("not.a.token"), json!({"token": token})).await;
+    assert_error(s, 401, &v);
+    // A taken username: 409, and the invitation is still there.
+    let (s, v) = accept(
+        &app,
+        None,
+        json!({"token": token, "username": owner_user.username, "password": "invitee-pass-1"}),
+    )
+    .await;
+    assert_error(s, 409, &v);
+
+    // Accepted: a member with the invited role, once.
+    let (s, v) = accept(&app, None, good.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let m = &v["data"];
+    assert_eq!(m["role"], "viewer");
+    assert_eq!(m["status"], "active");
+    assert_eq!(m["email"], email.as_str());
+    assert_eq!(m["name"], "In Vitee");
+    assert_eq!(m["tenant_id"], tenant.as_str());
+    let (s, v) = accept(&app, None, good.clone()).await;
+    assert_error(s, 404, &v);
+
+    // The new member logs in and acts as a viewer in the owner's tenant.
+    let viewer = Cred::Bearer(app.login(&username, "invitee-pass-1").await);
+    let (s, v) = call(&app, &viewer, Method::GET, "/api/errors", None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = call(
+        &app,
+        &viewer,
+        Method::POST,
+        "/api/alerts/rules",
+        Some(json!({"name": "x", "condition": "new_error"})),
+    )
+    .await;
+    assert_error(s, 403, &v);
+
+    // last_active: set for members who acted (flushed in a batch with the
+    // keys' last_used), null for invitees.
+    let before = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let v = wait_for("the invitee's last_active", || async {
+        let (_, v) = call(&app, &owner, Method::GET, TEAM, None).await;
+        team_member(&v, &email)
+            .filter(|m| m["last_active"].is_string())
+            .map(|_| v)
+    })
+    .await;
+    let me = team_member(&v, &format!("{}@example.com", owner_user.username)).unwrap();
+    for m in [team_member(&v, &email).unwrap(), me] {
+        assert_eq!(m["status"], "active", "{m}");
+        let t = chrono::DateTime::parse_from_rfc3339(m["last_active"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert!(t > before && t <= chrono::Utc::now(), "{m}");
+    }
+    let pending = invite(
+        &app,
+        &owner,
+        &format!("later-{suffix}@example.com"),
+        "admin",
+    )
+    .await;
+    let (_, v) = call(&app, &owner, Method::GET, TEAM, None).await;
+    let p = team_member(&v, pending["email"].as_str().unwrap()).unwrap();
+    assert_eq!(p["status"], "invited");
+    assert!(p["last_active"].is_null(), "{p}");
+
+    // An expired invitation is refused, no longer listed, and may be sent again.
+    let late = format!("late-{suffix}@example.com");
+    let stale = invite(&app, &owner, &late, "developer").await;
+    sqlx::query(
+        "UPDATE team_invitations SET expires_at = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(stale["id"].as_str().unwrap()).unwrap())
+    .execute(&app.running.pg)
+    .await
+    .unwrap();
+    let (s, v) = accept(
+        &app,
+        None,
+        json!({"token": stale["invite_token"], "username": format!("late-{suffix}"),
+            "password": "invitee-pass-1"}),
+    )
+    .await;
+    assert_error(s, 404, &v);
+    let (_, v) = call(&app, &owner, Method::GET, TEAM, None).await;
+    assert!(team_member(&v, &late).is_none(), "{v}");
+    let again = invite(&app, &owner, &late, "developer").await;
+    assert_ne!(again["invite_token"], stale["invite_token"]);
+
+    // Someone with an account accepts with their Bearer token and, after
+    // logging in again, acts in the owner's tenant with the invited role.
+    let other = app.register_user().await;
+    let (s, v) = accept(
+        &app,
+        Some(&other.token),
+        json!({"token": again["invite_token"]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["data"]["role"], "developer");
+    let fresh = app.login(&other.username, "s3cret-passw0rd").await;
+    let (s, v) = status_json(
+        app.bearer(Method::POST, "/api/alerts/rules", &fresh, &tenant)
+            .json(&json!({"name": "by invitee", "condition": "new_error"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = status_json(
+        app.bearer(Method::POST, KEYS, &fresh, &tenant)
+            .json(&json!({"name": "nope", "permissions": ["read"]})),
+    )
+    .await;
+    assert_error(s, 403, &v);
+    // Already a member: 409.
+    let third = invite(
+        &app,
+        &owner,
+        &format!("third-{suffix}@example.com"),
+        "viewer",
+    )
+    .await;
+    let (s, v) = accept(&app, Some(&fresh), json!({"token": third["invite_token"]})).await;
+    assert_error(s, 409, &v);
+    let _ = sluice_storage::pg::tenants::delete(&app.running.pg, owner_user.tenant_id).await;
+    let _ = sluice_storage::pg::tenants::delete(&app.running.pg, other.tenant_id).await;
     app.stop().await;
 }
 

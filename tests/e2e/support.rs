@@ -260,6 +260,38 @@ impl TestApp {
         }
     }
 
+    /// Logs `username` in; answers the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (s, v) = status_json(
+            self.http
+                .post(self.url("/api/v1/auth/login"))
+                .json(&serde_json::json!({"username": username, "password": password})),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        v["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// A user with `role` in the owner's tenant (made through the users
+    /// API), logged in: its access token.
+    pub async fn member_token(&self, owner: &User, role: &str) -> String {
+        let username = format!("m-{}", &Uuid::new_v4().simple().to_string()[..10]);
+        let (s, v) = status_json(
+            self.bearer(
+                reqwest::Method::POST,
+                "/api/v1/users",
+                &owner.token,
+                &owner.tenant_id.to_string(),
+            )
+            .json(&serde_json::json!({"username": username,
+                "email": format!("{username}@example.com"),
+                "password": "member-pass-1", "role": role})),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        self.login(&username, "member-pass-1").await
+    }
+
     /// A request with `Authorization: Bearer` and `X-Tenant-ID`.
     pub fn bearer(
         &self,

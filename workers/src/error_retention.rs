@@ -8,6 +8,12 @@
 //! 3. deletes the error groups whose last occurrence is older than their
 //!    tenant's retention (they have no occurrence left).
 //!
+//! The same pass also drops the partitions (days) of Sluice's own health
+//! history (`monitor_samples`, `service_probes`) that lie wholly before the
+//! keep period (`SLUICE_MONITOR_KEEP_DAYS`, [`sweep_monitoring`]). Those
+//! tables are shared by every deployment on the ClickHouse database, so
+//! the shortest keep period among them wins.
+//!
 //! Idempotent: several workers sweeping at once drop and delete the same
 //! things, which is harmless.
 
@@ -96,13 +102,48 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// Drops, from each of [`ch_retention::MONITOR_TABLES`], the day
+/// partitions that end before `now − keep_days`; answers (table, day)
+/// of each one dropped. `keep_days` below 1 counts as 1.
+#[tracing::instrument(skip_all, fields(keep_days))]
+pub async fn sweep_monitoring(
+    ch: &clickhouse::Client,
+    now: DateTime<Utc>,
+    keep_days: u32,
+) -> sluice_storage::Result<Vec<(&'static str, u32)>> {
+    let cutoff = now - chrono::Duration::days(i64::from(keep_days.max(1)));
+    let mut dropped = Vec::new();
+    for table in ch_retention::MONITOR_TABLES {
+        for partition in ch_retention::table_days(ch, table).await? {
+            let Some(day) = ch_retention::day_of(partition) else {
+                continue;
+            };
+            if !ch_retention::day_before(day, cutoff) {
+                break; // sorted: the later days are kept
+            }
+            ch_retention::drop_table_day(ch, table, partition).await?;
+            dropped.push((table, partition));
+        }
+    }
+    if !dropped.is_empty() {
+        tracing::info!(?dropped, "monitoring history sweep");
+    }
+    Ok(dropped)
+}
+
 /// How often the sweep runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 /// The first sweep waits this long after start-up.
 pub const FIRST_SWEEP_AFTER: Duration = Duration::from_secs(60);
 
-/// Sweeps every [`SWEEP_EVERY`] until `shutdown` turns true.
-pub async fn run(pg: sqlx::PgPool, ch: clickhouse::Client, mut shutdown: watch::Receiver<bool>) {
+/// Sweeps (occurrences, then the monitoring history kept `monitor_keep_days`)
+/// every [`SWEEP_EVERY`] until `shutdown` turns true.
+pub async fn run(
+    pg: sqlx::PgPool,
+    ch: clickhouse::Client,
+    monitor_keep_days: u32,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut wait = FIRST_SWEEP_AFTER;
     loop {
         tokio::select! {
@@ -111,6 +152,9 @@ pub async fn run(pg: sqlx::PgPool, ch: clickhouse::Client, mut shutdown: watch::
         }
         if let Err(e) = sweep(&pg, &ch, Utc::now()).await {
             tracing::warn!(error = %e, "error retention sweep failed; next pass retries");
+        }
+        if let Err(e) = sweep_monitoring(&ch, Utc::now(), monitor_keep_days).await {
+            tracing::warn!(error = %e, "monitoring history sweep failed; next pass retries");
         }
         wait = SWEEP_EVERY;
     }

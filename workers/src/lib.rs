@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use sluice_storage::streams::StreamLayout;
 
+/// Days of monitoring history kept unless configured.
+pub const DEFAULT_MONITOR_KEEP_DAYS: u32 = 30;
+
 /// Worker settings.
 #[derive(Clone)]
 pub struct WorkerConfig {
@@ -57,6 +60,9 @@ pub struct WorkerConfig {
     pub secrets: Option<sluice_storage::secrets::SecretBox>,
     /// Each dead-letter stream keeps about this many entries at most.
     pub dead_letter_max: usize,
+    /// Days of monitoring history (`monitor_samples`, `service_probes`)
+    /// the hourly sweep keeps.
+    pub monitor_keep_days: u32,
     /// Test hook: abort the process right after the first ClickHouse insert,
     /// before Postgres and the acknowledgement (a crash mid-batch).
     pub crash_after_clickhouse: bool,
@@ -82,6 +88,7 @@ impl WorkerConfig {
             operation_timeout: Duration::from_secs(6 * 3600),
             secrets: None,
             dead_letter_max: sluice_storage::dead_letters::DEFAULT_MAX_LEN,
+            monitor_keep_days: DEFAULT_MONITOR_KEEP_DAYS,
             crash_after_clickhouse: false,
         }
     }
@@ -164,6 +171,7 @@ pub async fn run(
     tasks.spawn(error_retention::run(
         stores.pg.clone(),
         stores.ch.clone(),
+        cfg.monitor_keep_days,
         shutdown.clone(),
     ));
     if let Some(secrets) = cfg.secrets.clone() {

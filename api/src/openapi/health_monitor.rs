@@ -401,6 +401,24 @@ pub struct TeamMember {
     pub status: String,
     pub last_active: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// Invitees only: when the invitation lapses.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The invitation answer only, shown this once: what the invitee
+    /// sends to `POST /api/settings/team/accept`.
+    pub invite_token: Option<String>,
+    /// The accept answer only: the tenant joined.
+    pub tenant_id: Option<String>,
+}
+
+/// `POST /api/settings/team/accept`: the invitation token, and either a
+/// new account's `username`/`password` (`full_name` optional) or, with
+/// `Authorization: Bearer`, the caller's own account.
+#[derive(Serialize, ToSchema)]
+pub struct AcceptRequest {
+    pub token: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub full_name: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

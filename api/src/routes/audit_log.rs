@@ -3,10 +3,8 @@
 //! array). Only a tenant's owners and admins may read it; entries are
 //! never changed or deleted through the API (no route does).
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
@@ -17,11 +15,9 @@ use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::openapi::backup::admin::{AuditPage, ExportFormat};
 use crate::openapi::backup::{BackupError, MemberRefusals, Unprocessable};
+use crate::export::{self, csv_field, Download, Format};
 use crate::routes::Params;
 use crate::ApiState;
-
-/// Rows buffered between the database cursor and the client.
-const EXPORT_BUFFER: usize = 64;
 
 fn require_reader(p: &Principal) -> ApiResult<()> {
     if matches!(p.role, Role::Owner | Role::Admin) {
@@ -162,18 +158,6 @@ pub async fn list(
 const CSV_HEADER: &str =
     "id,user_id,username,action,resource_type,resource_id,details,ip_address,created_at\r\n";
 
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
-/// line break, quotes doubled.
-fn csv_field(out: &mut String, v: &str) {
-    if v.contains([',', '"', '\r', '\n']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(v);
-    }
-}
-
 fn csv_row(e: &Entry) -> String {
     let cells = [
         e.id.to_string(),
@@ -228,14 +212,10 @@ pub async fn export(
     require_reader(&p)?;
     let mut errors = Vec::new();
     let f = filter(&q, &mut errors);
-    let csv = match q.str("format").unwrap_or("csv") {
-        "csv" => true,
-        "json" => false,
-        _ => {
-            errors.push(query_error("format", "permitted: 'csv', 'json'"));
-            true
-        }
-    };
+    let format = Format::parse(q.str("format")).unwrap_or_else(|| {
+        errors.push(query_error("format", "permitted: 'csv', 'json'"));
+        Format::Csv
+    });
     if !errors.is_empty() {
         return Err(ApiError::Fields(errors));
     }
@@ -243,73 +223,16 @@ pub async fn export(
         .pg
         .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
         .await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
+    let (tx, rx) = export::channel();
     tokio::spawn(audit::stream(pool, p.tenant_id, f, tx));
-    // (receiver, rows sent so far, finished)
-    let body = futures::stream::unfold((rx, 0u64, false), move |(mut rx, n, done)| async move {
-        if done {
-            return None;
-        }
-        let first = n == 0;
-        match rx.recv().await {
-            Some(Ok(e)) => {
-                let chunk = if csv {
-                    let row = csv_row(&e);
-                    if first {
-                        format!("{CSV_HEADER}{row}")
-                    } else {
-                        row
-                    }
-                } else {
-                    format!("{}{}", if first { "[" } else { "," }, entry_json(&e))
-                };
-                Some((Ok(Bytes::from(chunk)), (rx, n + 1, false)))
-            }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "audit export stopped");
-                Some((
-                    Err(std::io::Error::other("audit export failed")),
-                    (rx, n, true),
-                ))
-            }
-            None => {
-                let tail = match (csv, first) {
-                    (true, true) => CSV_HEADER.to_string(),
-                    (true, false) => String::new(),
-                    (false, true) => "[]".to_string(),
-                    (false, false) => "]".to_string(),
-                };
-                Some((Ok(Bytes::from(tail)), (rx, n, true)))
-            }
-        }
-    });
-    let (content_type, name) = if csv {
-        ("text/csv; charset=utf-8", "audit.csv")
-    } else {
-        ("application/json", "audit.json")
-    };
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        let mut s = String::new();
-        super::csv_field(&mut s, "plain");
-        s.push('|');
-        super::csv_field(&mut s, "a,b \"c\"");
-        assert_eq!(s, "plain|\"a,b \"\"c\"\"\"");
-    }
+    Ok(export::respond(
+        rx,
+        Download {
+            format,
+            csv_header: CSV_HEADER.to_string(),
+            name: "audit",
+            csv_row,
+            json_item: |e| entry_json(e).to_string(),
+        },
+    ))
 }

@@ -1,13 +1,11 @@
 //! `GET /api/errors/export?format=csv|json`: every error group matching the
-//! list's filters, streamed from a Postgres cursor through a bounded
-//! channel ([`EXPORT_BUFFER`] rows), so memory stays flat however many
-//! groups there are. No envelope: a JSON array of full error objects, or
+//! list's filters, streamed from a Postgres cursor by [`crate::export`]
+//! (a bounded channel), so memory stays flat however many groups there
+//! are. No envelope: a JSON array of full error objects, or
 //! RFC 4180 CSV with a header row.
 
-use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::Value;
 use sluice_storage::model::ErrorGroup;
 use sluice_storage::pg::error_extra;
@@ -17,10 +15,8 @@ use super::Params;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::health_monitor as hm;
+use crate::export::{self, csv_field, Download, Format};
 use crate::ApiState;
-
-/// Rows buffered between the database cursor and the client.
-pub const EXPORT_BUFFER: usize = 64;
 
 /// The CSV columns, named after the error object's fields.
 pub const CSV_COLUMNS: [&str; 18] = [
@@ -48,18 +44,6 @@ fn csv_header() -> String {
     let mut s = CSV_COLUMNS.join(",");
     s.push_str("\r\n");
     s
-}
-
-/// One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
-/// line break, quotes doubled.
-fn csv_field(out: &mut String, v: &str) {
-    if v.contains([',', '"', '\r', '\n']) {
-        out.push('"');
-        out.push_str(&v.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(v);
-    }
 }
 
 /// A group as one CSV record, each value as the JSON object has it
@@ -110,91 +94,34 @@ pub async fn export(
     params: Params,
 ) -> ApiResult<Response> {
     caller.require("read")?;
-    let csv = match params.str("format").unwrap_or("csv") {
-        "csv" => true,
-        "json" => false,
-        _ => return Err(ApiError::BadRequest("format must be csv or json".into())),
-    };
+    let format = Format::parse(params.str("format"))
+        .ok_or_else(|| ApiError::BadRequest("format must be csv or json".into()))?;
     let filter = list_filter(&params)?;
     let pool = state
         .pg
         .run(|pg| async move { Ok::<_, sluice_storage::StorageError>(pg.clone()) })
         .await?;
-    let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER);
-    let span = tracing::info_span!("error_export", tenant = %caller.tenant(), csv);
+    let (tx, rx) = export::channel();
+    let span = tracing::info_span!("error_export", tenant = %caller.tenant(), ?format);
     tokio::spawn(tracing::Instrument::instrument(
         error_extra::stream(pool, caller.tenant(), filter, tx),
         span,
     ));
-    // (receiver, rows sent so far, finished)
-    let body = futures::stream::unfold((rx, 0u64, false), move |(mut rx, n, done)| async move {
-        if done {
-            return None;
-        }
-        let first = n == 0;
-        match rx.recv().await {
-            Some(Ok(g)) => {
-                let chunk = if csv {
-                    let row = csv_row(&g);
-                    if first {
-                        format!("{}{row}", csv_header())
-                    } else {
-                        row
-                    }
-                } else {
-                    format!("{}{}", if first { "[" } else { "," }, json_item(&g))
-                };
-                Some((Ok(Bytes::from(chunk)), (rx, n + 1, false)))
-            }
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "error export stopped");
-                Some((
-                    Err(std::io::Error::other("error export failed")),
-                    (rx, n, true),
-                ))
-            }
-            None => {
-                let tail = match (csv, first) {
-                    (true, true) => csv_header(),
-                    (true, false) => String::new(),
-                    (false, true) => "[]".to_string(),
-                    (false, false) => "]".to_string(),
-                };
-                Some((Ok(Bytes::from(tail)), (rx, n, true)))
-            }
-        }
-    });
-    let (content_type, name) = if csv {
-        ("text/csv; charset=utf-8", "errors.csv")
-    } else {
-        ("application/json", "errors.json")
-    };
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(export::respond(
+        rx,
+        Download {
+            format,
+            csv_header: csv_header(),
+            name: "errors",
+            csv_row,
+            json_item,
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        let mut s = String::new();
-        csv_field(&mut s, "plain");
-        s.push('|');
-        csv_field(&mut s, "a,b \"c\"\nd");
-        assert_eq!(s, "plain|\"a,b \"\"c\"\"\nd\"");
-    }
 
     #[test]
     fn header_names_the_required_fields() {

@@ -6,18 +6,21 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 use sluice_notify::{registry, Channel, Level, Notification};
+use sluice_storage::keys;
 use sluice_storage::pg::api_keys::{self, NewKey};
-use sluice_storage::pg::settings::{self, IntegrationRow, KeyRow, TeamRow};
+use sluice_storage::pg::settings::{self, IntegrationRow, Joiner, KeyRow, TeamRow};
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{ok, ApiError, ApiResult};
 use crate::openapi::health_monitor as hm;
+use crate::routes::users;
 use crate::ApiState;
 
 /// The permissions a key may carry.
@@ -27,6 +30,10 @@ const ROLES: &[&str] = &["owner", "admin", "developer", "viewer"];
 /// Rotation's default grace period.
 const DEFAULT_GRACE_SECS: i64 = 3600;
 const NAME_MAX: usize = 200;
+/// How long an invitation can be accepted.
+const INVITE_TTL_DAYS: i64 = 7;
+/// What an invitation token starts with.
+const INVITE_PREFIX: &str = "inv_";
 const EMAIL_MAX: usize = 320;
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -301,15 +308,19 @@ pub async fn rotate_key(
 // ---- Team ----
 
 fn member_json(m: &TeamRow) -> Value {
-    json!({
+    let mut v = json!({
         "id": m.id.to_string(),
         "name": m.name,
         "email": m.email,
         "role": m.role,
         "status": m.status,
-        "last_active": Value::Null,
+        "last_active": opt_ts(m.last_active),
         "created_at": ts(m.created_at),
-    })
+    });
+    if let Some(t) = m.expires_at {
+        v["expires_at"] = Value::String(ts(t));
+    }
+    v
 }
 
 /// `GET /api/settings/team`: the active members, then the invitees.
@@ -384,14 +395,154 @@ pub async fn invite(
             ))
         }
     };
+    if role == "owner" {
+        // Only an owner hands out `owner` (as on /api/v1/users).
+        caller.require("owner")?;
+    }
     let tenant = caller.tenant();
+    let token = keys::token(INVITE_PREFIX);
+    let token_hash = keys::hash(&token);
+    let expires_at = Utc::now() + chrono::Duration::days(INVITE_TTL_DAYS);
     let row = state
         .pg
-        .run(|pg| settings::invite(pg, tenant, &email, &role))
+        .run(|pg| settings::invite(pg, tenant, &email, &role, &token_hash, expires_at))
         .await?
         .ok_or_else(|| ApiError::Conflict("this email is already in the team".into()))?;
     tracing::info!(member = %row.id, "team member invited");
-    Ok((StatusCode::CREATED, ok(member_json(&row))))
+    let mut v = member_json(&row);
+    // The only answer that shows the token: only its hash is stored.
+    v["invite_token"] = Value::String(token);
+    Ok((StatusCode::CREATED, ok(v)))
+}
+
+/// The user of a Bearer access token, if the request has one; `401` for a
+/// bad one.
+fn bearer_user(state: &ApiState, headers: &HeaderMap) -> ApiResult<Option<Uuid>> {
+    let Some(h) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|h| h.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| ApiError::Unauthorized("expected a Bearer access token".into()))?;
+    let claims = state
+        .tokens
+        .verify(token, "access")
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    Ok(Some(claims.sub))
+}
+
+fn invitation_gone() -> ApiError {
+    ApiError::NotFound("invitation not found, expired or already accepted".into())
+}
+
+/// `POST /api/settings/team/accept`: `{token, username, password,
+/// full_name?}` creates the invitee's account, or `{token}` with the
+/// Bearer access token of an existing account adds that user; either way
+/// `201` with the member (the invited role, `active`) and its `tenant_id`.
+/// The token is the credential: `404` when it is unknown, expired or used.
+#[utoipa::path(
+    post,
+    path = "/api/settings/team/accept",
+    operation_id = "settings_accept",
+    tag = "health-monitor",
+    request_body(content = hm::AcceptRequest, content_type = "application/json"),
+    responses(
+        (status = 201, body = hm::Data<hm::TeamMember>, description = "The new member, with `tenant_id`"),
+        (status = 400, body = hm::HmError, description = "A field is missing or invalid"),
+        (status = 401, body = hm::HmError, description = "A Bearer token that is invalid or expired"),
+        (status = 404, body = hm::HmError, description = "The token is unknown, expired or used"),
+        (status = 409, body = hm::HmError, description = "The username is taken, or the account is already a member"),
+        (status = 503, body = hm::HmError, description = "A backing store is unavailable"),
+    ),
+    security((), ("bearerAuth" = []))
+)]
+#[tracing::instrument(skip_all)]
+pub async fn accept(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let existing = bearer_user(&state, &headers)?;
+    let obj = required_object(&body)?;
+    let token = match obj.get("token") {
+        Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        _ => return Err(ApiError::BadRequest("token is required".into())),
+    };
+    let token_hash = keys::hash(&token);
+    let text = |k: &str| obj.get(k).and_then(Value::as_str).map(str::trim);
+    let new_user = match existing {
+        Some(_) => None,
+        None => {
+            let username = text("username")
+                .filter(|u| users::username_ok(u))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "username must be 3 to 64 characters: letters, digits, . _ @ -".into(),
+                    )
+                })?;
+            let password = obj
+                .get("password")
+                .and_then(Value::as_str)
+                .filter(|p| (users::PASSWORD_MIN..=1024).contains(&p.chars().count()))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "password must have at least {} characters",
+                        users::PASSWORD_MIN
+                    ))
+                })?;
+            let full_name = match obj.get("full_name") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(n)) if n.chars().count() <= NAME_MAX => Some(n.trim()),
+                Some(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "full_name must be a string of at most {NAME_MAX} characters"
+                    )))
+                }
+            };
+            Some((username.to_string(), password.to_string(), full_name))
+        }
+    };
+    let th = token_hash.to_vec();
+    if !state
+        .pg
+        .run(|pg| settings::invitation_pending(pg, &th))
+        .await?
+    {
+        return Err(invitation_gone());
+    }
+    let password_hash = match &new_user {
+        Some((_, pw, _)) => Some(users::hash(pw.clone()).await?),
+        None => None,
+    };
+    let joiner = match (&new_user, &password_hash, existing) {
+        (Some((username, _, full_name)), Some(hash), _) => Joiner::New {
+            username,
+            full_name: *full_name,
+            password_hash: hash,
+        },
+        (_, _, Some(user)) => Joiner::Existing(user),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "username and password are required".into(),
+            ))
+        }
+    };
+    let pool = pool(&state).await?;
+    let (tenant, row) = match settings::accept_invitation(&pool, &token_hash, joiner).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(invitation_gone()),
+        Err(sluice_storage::StorageError::Invalid(m)) => return Err(ApiError::Conflict(m)),
+        Err(e) => return Err(e.into()),
+    };
+    state.member_cache.invalidate(&(row.id, tenant)).await;
+    tracing::info!(%tenant, member = %row.id, role = %row.role, "invitation accepted");
+    let mut v = member_json(&row);
+    v["tenant_id"] = Value::String(tenant.to_string());
+    Ok((StatusCode::CREATED, ok(v)))
 }
 
 // ---- Integrations ----

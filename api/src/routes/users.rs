@@ -61,7 +61,8 @@ fn user_id(id: &str) -> ApiResult<i64> {
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
-async fn hash(pw: String) -> ApiResult<String> {
+/// An argon2id hash of `pw`, computed off the async threads.
+pub(crate) async fn hash(pw: String) -> ApiResult<String> {
     let failed = || ApiError::Validation("could not hash the password".into());
     tokio::task::spawn_blocking(move || password::hash(&pw))
         .await
@@ -69,12 +70,19 @@ async fn hash(pw: String) -> ApiResult<String> {
         .map_err(|_| failed())
 }
 
-fn valid_username(v: &mut Validator, name: &str) {
-    let ok = (3..=64).contains(&name.len())
+/// 3 to 64 characters: letters, digits, `.`, `_`, `@`, `-`.
+pub(crate) fn username_ok(name: &str) -> bool {
+    (3..=64).contains(&name.len())
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c));
-    if !ok {
+            .all(|c| c.is_ascii_alphanumeric() || "._@-".contains(c))
+}
+
+/// The shortest password accepted.
+pub(crate) const PASSWORD_MIN: usize = 8;
+
+fn valid_username(v: &mut Validator, name: &str) {
+    if !username_ok(name) {
         v.fail(FieldError::body(
             &["username"],
             "username must be 3 to 64 characters: letters, digits, . _ @ -",
@@ -84,7 +92,7 @@ fn valid_username(v: &mut Validator, name: &str) {
 }
 
 fn valid_password(v: &mut Validator, pw: &str) {
-    if pw.chars().count() < 8 {
+    if pw.chars().count() < PASSWORD_MIN {
         v.fail(FieldError::body(
             &["password"],
             "ensure this value has at least 8 characters",

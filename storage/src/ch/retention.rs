@@ -10,14 +10,27 @@ use uuid::Uuid;
 
 use crate::Result;
 
+/// The day-partitioned tables of Sluice's own health history
+/// (`monitor_samples`, `service_probes`), kept for a configured number of
+/// days (`SLUICE_MONITOR_KEEP_DAYS`) by dropping whole old partitions
+/// (ClickHouse 18.16 has no TTL).
+pub const MONITOR_TABLES: [&str; 2] = ["monitor_samples", "service_probes"];
+
 /// The days (`YYYYMMDD`) that have an active part of `error_events`,
 /// oldest first.
 pub async fn event_days(client: &Client) -> Result<Vec<u32>> {
+    table_days(client, "error_events").await
+}
+
+/// The days (`YYYYMMDD`) that have an active part of `table` (a table
+/// partitioned by `toYYYYMMDD`), oldest first.
+pub async fn table_days(client: &Client, table: &'static str) -> Result<Vec<u32>> {
     let parts: Vec<String> = client
         .query(
             "SELECT DISTINCT partition FROM system.parts
-             WHERE database = currentDatabase() AND table = 'error_events' AND active",
+             WHERE database = currentDatabase() AND table = ? AND active",
         )
+        .bind(table)
         .fetch_all::<String>()
         .await?;
     let mut days: Vec<u32> = parts
@@ -60,11 +73,15 @@ pub async fn tenants_on(client: &Client, day: NaiveDate) -> Result<Vec<Uuid>> {
 
 /// Drops one day's partition: every tenant's occurrences of that day.
 pub async fn drop_day(client: &Client, partition: u32) -> Result<()> {
-    // A number: nothing of the caller's reaches the statement but digits.
+    drop_table_day(client, "error_events", partition).await
+}
+
+/// Drops one day's partition of `table` (one of Sluice's own names).
+pub async fn drop_table_day(client: &Client, table: &'static str, partition: u32) -> Result<()> {
+    // A constant name and a number: nothing of a caller's reaches the
+    // statement but digits.
     client
-        .query(&format!(
-            "ALTER TABLE error_events DROP PARTITION {partition}"
-        ))
+        .query(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))
         .execute()
         .await?;
     Ok(())

@@ -88,49 +88,168 @@ pub struct TeamRow {
     pub role: String,
     /// `active` or `invited`.
     pub status: String,
+    /// A member's last request with its own credentials (flushed in
+    /// batches); `None` for an invitee or a member not seen yet.
+    pub last_active: Option<DateTime<Utc>>,
+    /// When an invitation stops being accepted; `None` for a member.
+    pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-/// The tenant's active members, then its pending invitations.
-pub async fn team(pool: &PgPool, tenant: Uuid) -> Result<Vec<TeamRow>> {
-    Ok(sqlx::query_as::<_, TeamRow>(
+macro_rules! member_select {
+    () => {
         "SELECT u.id, COALESCE(u.full_name, u.username) AS name, u.email, m.role,
-                'active' AS status, m.created_at
+                'active' AS status, m.last_active_at AS last_active,
+                NULL::timestamptz AS expires_at, m.created_at
          FROM tenant_members m JOIN users u ON u.id = m.user_id
-         WHERE m.tenant_id = $1 AND u.is_active
-         UNION ALL
-         SELECT i.id, NULL AS name, i.email, i.role, 'invited' AS status, i.created_at
-         FROM team_invitations i WHERE i.tenant_id = $1
-         ORDER BY created_at, id",
-    )
+         WHERE m.tenant_id = $1 AND u.is_active"
+    };
+}
+
+/// The tenant's active members, then its pending (unexpired) invitations.
+pub async fn team(pool: &PgPool, tenant: Uuid) -> Result<Vec<TeamRow>> {
+    Ok(sqlx::query_as::<_, TeamRow>(concat!(
+        member_select!(),
+        " UNION ALL
+         SELECT i.id, NULL AS name, i.email, i.role, 'invited' AS status,
+                NULL AS last_active, i.expires_at, i.created_at
+         FROM team_invitations i
+         WHERE i.tenant_id = $1 AND (i.expires_at IS NULL OR i.expires_at > now())
+         ORDER BY created_at, id"
+    ))
     .bind(tenant)
     .fetch_all(pool)
     .await?)
 }
 
-/// Records an invitation; `None` when the email is already in the tenant
-/// (a member's or an invitee's, compared case-insensitively).
+/// Records an invitation that the token whose SHA-256 is `token_hash`
+/// accepts until `expires_at`; `None` when the email is already in the
+/// tenant (a member's or a pending invitee's, compared case-insensitively).
+/// An expired invitation of the same email is replaced.
 pub async fn invite(
     pool: &PgPool,
     tenant: Uuid,
     email: &str,
     role: &str,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
 ) -> Result<Option<TeamRow>> {
-    Ok(sqlx::query_as::<_, TeamRow>(
-        "INSERT INTO team_invitations (id, tenant_id, email, role)
-         SELECT $2, $1, $3, $4
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "DELETE FROM team_invitations
+         WHERE tenant_id = $1 AND lower(email) = lower($2) AND expires_at <= now()",
+    )
+    .bind(tenant)
+    .bind(email)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query_as::<_, TeamRow>(
+        "INSERT INTO team_invitations (id, tenant_id, email, role, token_hash, expires_at)
+         SELECT $2, $1, $3, $4, $5, $6
          WHERE NOT EXISTS (
              SELECT 1 FROM tenant_members m JOIN users u ON u.id = m.user_id
              WHERE m.tenant_id = $1 AND lower(u.email) = lower($3))
          ON CONFLICT (tenant_id, lower(email)) DO NOTHING
-         RETURNING id, NULL::text AS name, email, role, 'invited' AS status, created_at",
+         RETURNING id, NULL::text AS name, email, role, 'invited' AS status,
+                   NULL::timestamptz AS last_active, expires_at, created_at",
     )
     .bind(tenant)
     .bind(Uuid::new_v4())
     .bind(email)
     .bind(role)
-    .fetch_optional(pool)
+    .bind(token_hash)
+    .bind(expires_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Whether a pending, unexpired invitation has this token hash.
+pub async fn invitation_pending(pool: &PgPool, token_hash: &[u8]) -> Result<bool> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM team_invitations
+                        WHERE token_hash = $1 AND expires_at > now())",
+    )
+    .bind(token_hash)
+    .fetch_one(pool)
     .await?)
+}
+
+/// Who accepts an invitation.
+pub enum Joiner<'a> {
+    /// A new user; its email is the invitation's.
+    New {
+        username: &'a str,
+        full_name: Option<&'a str>,
+        password_hash: &'a str,
+    },
+    /// A user who already has an account (logged in).
+    Existing(Uuid),
+}
+
+/// Accepts the pending invitation with this token hash: the invitation is
+/// used up and the joiner becomes a member with the invited role, in one
+/// transaction. `None` when no unexpired invitation has the token (unknown,
+/// expired or already accepted); `Invalid` when the username is taken or
+/// the user is already a member.
+pub async fn accept_invitation(
+    pool: &PgPool,
+    token_hash: &[u8],
+    joiner: Joiner<'_>,
+) -> Result<Option<(Uuid, TeamRow)>> {
+    let mut tx = pool.begin().await?;
+    let Some((tenant, email, role)) = sqlx::query_as::<_, (Uuid, String, String)>(
+        "DELETE FROM team_invitations WHERE token_hash = $1 AND expires_at > now()
+         RETURNING tenant_id, email, role",
+    )
+    .bind(token_hash)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let user = match joiner {
+        Joiner::New {
+            username,
+            full_name,
+            password_hash,
+        } => {
+            let new = crate::pg::users::NewUser {
+                username,
+                email: Some(&email),
+                full_name,
+                password_hash,
+            };
+            crate::pg::users::insert_member(&mut tx, tenant, &new, &role, true).await?
+        }
+        Joiner::Existing(user) => {
+            let added = sqlx::query(
+                "INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, user_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(user)
+            .bind(&role)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if added == 0 {
+                return Err(crate::StorageError::Invalid(
+                    "this user is already a member of the team".into(),
+                ));
+            }
+            user
+        }
+    };
+    let row = sqlx::query_as::<_, TeamRow>(concat!(member_select!(), " AND u.id = $2"))
+        .bind(tenant)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| crate::StorageError::Invalid("this account is deactivated".into()))?;
+    tx.commit().await?;
+    Ok(Some((tenant, row)))
 }
 
 /// One configured integration.

@@ -115,6 +115,22 @@ pub async fn set_membership(
     Ok(())
 }
 
+/// Sets `last_active_at` of each (tenant, user) membership to now: one
+/// statement for the whole batch.
+pub async fn touch_members(pool: &PgPool, seen: &[(Uuid, Uuid)]) -> Result<()> {
+    let (tenants, users): (Vec<Uuid>, Vec<Uuid>) = seen.iter().copied().unzip();
+    sqlx::query(
+        "UPDATE tenant_members m SET last_active_at = now()
+         FROM unnest($1::uuid[], $2::uuid[]) AS s(tenant_id, user_id)
+         WHERE m.tenant_id = s.tenant_id AND m.user_id = s.user_id",
+    )
+    .bind(&tenants)
+    .bind(&users)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub async fn memberships(pool: &PgPool, user_id: Uuid) -> Result<Vec<Membership>> {
     Ok(sqlx::query_as::<_, Membership>(
         "SELECT t.id AS tenant_id, t.slug, t.name, m.role FROM tenant_members m
@@ -212,6 +228,26 @@ pub async fn create_in_tenant(
         return Err(StorageError::Invalid(format!("unknown role {role:?}")));
     }
     let mut tx = pool.begin().await?;
+    let id = insert_member(&mut tx, tenant, new, role, is_active).await?;
+    let u = sqlx::query_as::<_, TenantUser>(concat!(tenant_user_select!(), " AND u.id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(u)
+}
+
+/// Inserts a new user and its membership of `tenant` with `role` (already
+/// checked) in the caller's transaction; `Invalid` when the username is
+/// taken. Answers the user's id.
+pub async fn insert_member(
+    conn: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    new: &NewUser<'_>,
+    role: &str,
+    is_active: bool,
+) -> Result<Uuid> {
     let id = Uuid::new_v4();
     let res = sqlx::query(
         "INSERT INTO users (id, username, email, full_name, password_hash, is_active)
@@ -223,7 +259,7 @@ pub async fn create_in_tenant(
     .bind(new.full_name)
     .bind(new.password_hash)
     .bind(is_active)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await;
     match res {
         Ok(_) => {}
@@ -236,15 +272,9 @@ pub async fn create_in_tenant(
         .bind(tenant)
         .bind(id)
         .bind(role)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    let u = sqlx::query_as::<_, TenantUser>(concat!(tenant_user_select!(), " AND u.id = $2"))
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(u)
+    Ok(id)
 }
 
 /// A partial update; `None` keeps the old value.
