@@ -86,6 +86,9 @@ pub struct RunArgs {
     pub compression: Compression,
     #[arg(long, value_enum, default_value_t = BatchFormat::Json)]
     pub batch_format: BatchFormat,
+    /// The `envelope` scenario's Sentry project id (the DSN's path).
+    #[arg(long, default_value = "1")]
+    pub sentry_project: String,
     #[arg(long, value_enum, default_value_t = Mode::Rate)]
     pub mode: Mode,
     /// Slots per second (`rate`), or the first step's rate (`max`). A slot is
