@@ -6,7 +6,8 @@
 //! - message: the outermost exception of the chain as `Type: value`, else
 //!   the log message (`logentry.formatted`, `logentry.message`, `message`);
 //! - stack trace: each exception of the chain, outermost first, its
-//!   frames newest first as `at function (file:line)`, causes after a
+//!   frames newest first as `at function (file:line)` (the module when
+//!   a frame names no file), causes after a
 //!   `Caused by:` line;
 //! - fingerprint: message and in-app frames only (all frames when none is
 //!   in app), as Sentry groups; the event's own `fingerprint` array
@@ -196,13 +197,6 @@ fn frame_line(f: &Frame, out: &mut String) {
         .or(f.module.as_deref())
         .unwrap_or("<unknown>");
     out.push_str("    at ");
-    match f.module.as_deref() {
-        Some(m) if m != place && !function.starts_with(m) => {
-            out.push_str(m);
-            out.push('.');
-        }
-        _ => {}
-    }
     out.push_str(function);
     out.push_str(" (");
     out.push_str(place);
