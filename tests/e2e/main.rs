@@ -22,6 +22,7 @@ mod outage;
 mod poison_input;
 mod retention;
 mod schedules;
+mod sentry;
 mod servers;
 mod settings;
 mod slow_clients;
