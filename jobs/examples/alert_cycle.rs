@@ -94,11 +94,17 @@ async fn main() -> Result<(), BoxError> {
         .with_url(args.clickhouse_url.clone())
         .with_validation(false);
     if let Err(e) = server
-        .query(&format!("DROP DATABASE IF EXISTS `{}`", scratch.ch_database))
+        .query(&format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            scratch.ch_database
+        ))
         .execute()
         .await
     {
-        eprintln!("could not drop ClickHouse database {}: {e}", scratch.ch_database);
+        eprintln!(
+            "could not drop ClickHouse database {}: {e}",
+            scratch.ch_database
+        );
     }
     for t in &scratch.tenants {
         if let Err(e) = tenants::delete(&pgpool, *t).await {

@@ -12,10 +12,12 @@
 //!   loss check against Postgres and ClickHouse.
 //! - [`reference`]: the bare hyper server.
 //! - [`run`]: the `run` subcommand from start to report.
+//! - [`fanout`]: the `fanout` subcommand, live events to many `/ws` clients.
 
 mod chart;
 mod check;
 mod driver;
+mod fanout;
 mod http;
 mod lag;
 
@@ -50,6 +52,9 @@ struct Cli {
 enum Cmd {
     /// Drive load against a Sluice (or the reference server) and report.
     Run(Box<RunArgs>),
+    /// Open many `/ws` clients of one tenant, post new errors, and count
+    /// the `new_error` frames they receive beside the ingest rate.
+    Fanout(Box<fanout::FanoutArgs>),
     /// Serve the bare hyper reference: 201 and a small JSON body for any request.
     Reference {
         #[arg(long, default_value = "127.0.0.1:18999")]
@@ -178,6 +183,7 @@ pub struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(args) => run::run(*args).await,
+        Cmd::Fanout(args) => fanout::run(*args).await,
         Cmd::Reference { addr } => reference::serve(addr).await,
     }
 }
