@@ -13,6 +13,9 @@
 //! - `counting`: the same without the `new_error` rules;
 //! - `one rule`: a tick of a namespace holding a single 1-day rule with no
 //!   filter (one tenant's events);
+//! - `query`: the engine's ClickHouse query alone
+//!   ([`alert_counts::count_windows`] for every seeded tenant and the seven
+//!   windows the rules use), without reading the rules or matching;
 //! - `scan`: a bare `SELECT count()` over the rows the engine's query reads
 //!   (every seeded tenant, the longest window), the floor of its ClickHouse
 //!   part;
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clap::Parser;
 use sluice_jobs::alerts::{AlertSettings, Engine, ERROR_COUNT, NEW_ERROR};
-use sluice_storage::ch::{self, ChConfig};
+use sluice_storage::ch::{self, alert_counts, ChConfig};
 use sluice_storage::live::Publisher;
 use sluice_storage::pg::{self, alerts, tenants};
 use sluice_storage::secrets::SecretBox;
@@ -182,8 +185,13 @@ async fn run(
     let (mixed, counting, one) = (engine(&mixed_ns), engine(&counting_ns), engine(&one_ns));
     let in_list: Vec<String> = tids.iter().map(|t| format!("toUUID('{t}')")).collect();
 
-    let (mut t_mixed, mut t_counting, mut t_one, mut t_scan, mut t_rtt) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let windows: Vec<u64> = WINDOWS
+        .iter()
+        .filter_map(|w| sluice_jobs::alerts::parse_window(w))
+        .map(|s| s as u64)
+        .collect();
+    let (mut t_mixed, mut t_counting, mut t_one, mut t_scan, mut t_rtt, mut t_query) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut first_mixed, mut first_counting) = (None, None);
     for round in 0..args.cycles.max(2) {
         let t = Instant::now();
@@ -202,6 +210,11 @@ async fn run(
             .fetch_one()
             .await?;
         t_scan.push(t.elapsed());
+
+        let t = Instant::now();
+        let now_ms = u64::try_from(Utc::now().timestamp_millis())?;
+        alert_counts::count_windows(&chc, &tids, &windows, now_ms).await?;
+        t_query.push(t.elapsed());
 
         let t = Instant::now();
         one.tick().await?;
@@ -228,12 +241,13 @@ async fn run(
 
     let rules = (n_count + n_new) as f64;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (m_mixed, m_counting, m_one, m_scan, m_rtt) = (
+    let (m_mixed, m_counting, m_one, m_scan, m_rtt, m_query) = (
         median(&mut t_mixed),
         median(&mut t_counting),
         median(&mut t_one),
         median(&mut t_scan),
         median(&mut t_rtt),
+        median(&mut t_query),
     );
     let report = serde_json::json!({
         "events": seeded,
@@ -249,6 +263,8 @@ async fn run(
         "first_counting": first_counting.map(|(d, n)| serde_json::json!({"ms": ms(d), "fired": n})),
         "one_rule_ms": ms(m_one),
         "scan_ms": ms(m_scan),
+        "engine_query_ms": ms(m_query),
+        "engine_query_over_scan": ms(m_query) / ms(m_scan),
         "round_trip_ms": ms(m_rtt),
         "mixed_over_one_rule": ms(m_mixed) / ms(m_one),
         "counting_over_scan": ms(m_counting) / ms(m_scan),
