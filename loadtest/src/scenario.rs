@@ -285,36 +285,22 @@ impl Workload {
                 .unwrap_or_default()
         };
         match self.scenario.action(slot) {
-            Action::Single => {
-                rec.sent();
-                let a = http
-                    .send(
-                        Method::POST,
+            a @ (Action::Single | Action::Envelope) => {
+                let (uri, headers, pool) = if a == Action::Single {
+                    (
                         &self.endpoints.errors,
                         &self.headers.json_key,
-                        pick(&self.singles),
+                        &self.singles,
                     )
-                    .await;
-                let ok = u32::from(a.outcome.is_success());
-                rec.record(sample(
-                    origin,
-                    run_start,
-                    a.outcome,
-                    ok,
-                    ok,
-                    unanswered(a.outcome),
-                ));
-            }
-            Action::Envelope => {
-                rec.sent();
-                let a = http
-                    .send(
-                        Method::POST,
+                } else {
+                    (
                         &self.endpoints.envelope,
                         &self.headers.sentry,
-                        pick(&self.envelopes),
+                        &self.envelopes,
                     )
-                    .await;
+                };
+                rec.sent();
+                let a = http.send(Method::POST, uri, headers, pick(pool)).await;
                 let ok = u32::from(a.outcome.is_success());
                 rec.record(sample(
                     origin,
