@@ -164,6 +164,18 @@ if ! "$SLUICE_PY/bin/python" -c 'import schemathesis, sentry_sdk' >/dev/null 2>&
 fi
 log "python tools ok ($("$SLUICE_PY/bin/st" --version), sentry-sdk $("$SLUICE_PY/bin/python" -c 'import sentry_sdk; print(sentry_sdk.VERSION)'))"
 
+# --- Node Sentry SDK (the Sentry-protocol ingest tests) -----------------------
+# tests/sdk/node pins @sentry/node in its package-lock.json; installed again
+# only when node_modules is missing or older than the lock file.
+command -v npm >/dev/null || apt_install nodejs npm
+node_sdk="$(cd "$(dirname "$0")/.." && pwd)/tests/sdk/node"
+if [ ! -d "$node_sdk/node_modules/@sentry/node" ] \
+    || [ "$node_sdk/package-lock.json" -nt "$node_sdk/node_modules/.package-lock.json" ]; then
+  log "npm ci in tests/sdk/node"
+  (cd "$node_sdk" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+log "node sdk ok (node $(node --version), @sentry/node $(node -p "require('$node_sdk/node_modules/@sentry/node/package.json').version"))"
+
 # --- OpenSSH server binary (backup SSH transport tests) -----------------------
 # The backup crate's SSH and docker transport tests start their own sshd
 # (generated config and keys, a spare port on 127.0.0.1, killed afterwards);

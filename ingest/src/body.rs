@@ -1,5 +1,6 @@
 //! Reading a request body within its caps: the bytes on the wire are
-//! limited while they arrive, and decompression (gzip, zstd) stops at the
+//! limited while they arrive, and decompression (gzip, deflate, brotli,
+//! zstd) stops at the
 //! decompressed cap, so a zip bomb costs at most that much memory.
 //!
 //! Every byte held — as received, and as decompressed — also takes a
@@ -21,6 +22,10 @@ use crate::response::Rejection;
 enum Encoding {
     Identity,
     Gzip,
+    /// zlib-wrapped as HTTP's `deflate` says, or raw deflate as some
+    /// clients send it.
+    Deflate,
+    Brotli,
     Zstd,
 }
 
@@ -32,10 +37,12 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, Rejection> {
         Ok("" | "identity") => Ok(Encoding::Identity),
         Ok("gzip" | "x-gzip") => Ok(Encoding::Gzip),
         Ok("zstd") => Ok(Encoding::Zstd),
+        Ok("deflate") => Ok(Encoding::Deflate),
+        Ok("br") => Ok(Encoding::Brotli),
         _ => Err(Rejection::new(
             http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "encoding",
-            "unsupported Content-Encoding: use gzip, zstd or none",
+            "unsupported Content-Encoding: use gzip, deflate, br, zstd or none",
         )),
     }
 }
@@ -169,6 +176,9 @@ fn decompress(
             }
             Box::new(flate2::read::MultiGzDecoder::new(raw))
         }
+        Encoding::Deflate if is_zlib(raw) => Box::new(flate2::read::ZlibDecoder::new(raw)),
+        Encoding::Deflate => Box::new(flate2::read::DeflateDecoder::new(raw)),
+        Encoding::Brotli => Box::new(brotli_decompressor::Decompressor::new(raw, 4096)),
         Encoding::Zstd => Box::new(
             zstd::stream::read::Decoder::new(raw)
                 .map_err(|e| Rejection::bad_request(format!("could not decompress body: {e}")))?,
@@ -191,6 +201,15 @@ fn decompress(
         if n == 0 {
             return Ok((out, held));
         }
+    }
+}
+
+/// Whether `raw` starts with a zlib header (RFC 1950: deflate, and a
+/// check value that makes the first two bytes a multiple of 31).
+fn is_zlib(raw: &[u8]) -> bool {
+    match raw {
+        [cmf, flg, ..] => cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        _ => false,
     }
 }
 
@@ -347,6 +366,50 @@ mod tests {
         );
         let err = decompress(Encoding::Gzip, b"not gzip", 100, &budget).unwrap_err();
         assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn deflate_and_brotli_round_trip_and_bombs_stop_at_the_cap() {
+        let budget = Budget::default();
+        let data = b"{\"message\":\"hello\"}".repeat(50);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&data).unwrap();
+        let zlib = z.finish().unwrap();
+        let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        d.write_all(&data).unwrap();
+        let raw_deflate = d.finish().unwrap();
+        let br = |data: &[u8]| {
+            let mut out = Vec::new();
+            let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+            w.write_all(data).unwrap();
+            drop(w);
+            out
+        };
+        for (enc, body) in [
+            (Encoding::Deflate, &zlib),
+            (Encoding::Deflate, &raw_deflate),
+            (Encoding::Brotli, &br(&data)),
+        ] {
+            assert_eq!(decompress(enc, body, 1 << 20, &budget).unwrap().0, data);
+        }
+        // 16 MiB of zeros in a few KiB: stopped at the 1 MiB cap
+        let zeros = vec![0u8; 16 << 20];
+        let bomb = br(&zeros);
+        assert!(bomb.len() < 64 * 1024);
+        let err = decompress(Encoding::Brotli, &bomb, 1 << 20, &budget).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        z.write_all(&zeros).unwrap();
+        let err =
+            decompress(Encoding::Deflate, &z.finish().unwrap(), 1 << 20, &budget).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        let err = decompress(Encoding::Brotli, b"not brotli at all", 100, &budget).unwrap_err();
+        assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+        let mut h = HeaderMap::new();
+        h.insert(http::header::CONTENT_ENCODING, "br".parse().unwrap());
+        assert_eq!(encoding(&h).unwrap(), Encoding::Brotli);
+        h.insert(http::header::CONTENT_ENCODING, "deflate".parse().unwrap());
+        assert_eq!(encoding(&h).unwrap(), Encoding::Deflate);
     }
 
     #[test]

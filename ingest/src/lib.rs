@@ -25,6 +25,7 @@ pub mod gate;
 pub mod gunzip;
 pub mod response;
 pub mod scrub;
+pub mod sentry;
 pub mod sink;
 pub mod tracking;
 
@@ -85,7 +86,7 @@ pub fn is_ingest_path(path: &str) -> bool {
     matches!(
         path,
         "/api/errors" | "/api/errors/batch" | tracking::START_PATH | tracking::COMPLETE_PATH
-    )
+    ) || sentry::route(path).is_some()
 }
 
 /// Whether a request is for this tier (`POST` to an ingest path).
@@ -138,7 +139,11 @@ impl Ingest {
         let span =
             tracing::info_span!("ingest", path = %req.uri().path(), tenant = tracing::field::Empty);
         let tracking = req.uri().path().starts_with("/api/v1/tracking/");
+        let sentry = sentry::route(req.uri().path());
         async move {
+            if let Some(endpoint) = sentry.filter(|_| req.method() == Method::POST) {
+                return self.serve_sentry(endpoint, req, peer).await;
+            }
             let result = if tracking && req.method() == Method::POST {
                 self.tracking.serve(req, &self.budget).await
             } else {
@@ -185,16 +190,7 @@ impl Ingest {
         let batch = path.ends_with("/batch");
         let key = self.authenticate(&req)?;
         tracing::Span::current().record("tenant", tracing::field::display(key.tenant_id));
-        if let Err(wait) = self.limiter.check(key.id, key.rate_limit) {
-            return Err(Rejection {
-                retry_after: Some(wait),
-                ..Rejection::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "rate limit exceeded for this API key",
-                )
-            });
-        }
+        self.check_rate(&key)?;
         let meta = RequestMeta {
             tenant_id: key.tenant_id,
             ts_ms: chrono::Utc::now().timestamp_millis(),
@@ -247,10 +243,33 @@ impl Ingest {
             }
             return Err(unauthorized("missing X-API-Key header"));
         };
-        let info: Arc<KeyInfo> = self
-            .keys
-            .authenticate(key.trim())
-            .ok_or_else(|| unauthorized("invalid, revoked or expired API key"))?;
+        self.writer_of_key(key)
+    }
+
+    /// A 429 when the writer is over its rate limit.
+    fn check_rate(&self, w: &Writer) -> Result<(), Rejection> {
+        self.limiter
+            .check(w.id, w.rate_limit)
+            .map_err(|wait| Rejection {
+                retry_after: Some(wait),
+                ..Rejection::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "rate limit exceeded for this API key",
+                )
+            })
+    }
+
+    /// The writer an API key stands for: 401 for a key the directory does
+    /// not know, 403 for one that may not write.
+    fn writer_of_key(&self, key: &str) -> Result<Writer, Rejection> {
+        let info: Arc<KeyInfo> = self.keys.authenticate(key.trim()).ok_or_else(|| {
+            Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "invalid, revoked or expired API key",
+            )
+        })?;
         if !info.can("write") {
             return Err(Rejection::new(
                 StatusCode::FORBIDDEN,

@@ -20,7 +20,8 @@ fn json_bytes(status: StatusCode, body: Vec<u8>) -> Reply {
     r
 }
 
-fn json(status: StatusCode, body: &Value) -> Reply {
+/// `body` as a JSON answer.
+pub fn json(status: StatusCode, body: &Value) -> Reply {
     json_bytes(status, body.to_string().into_bytes())
 }
 

@@ -89,6 +89,9 @@ pub struct Endpoints {
     pub stats: Uri,
     pub trends: Uri,
     pub dashboard: Uri,
+    /// Sentry's envelope endpoint of the project ([`Self::sentry_project`]).
+    pub envelope: Uri,
+    base: String,
     api: String,
 }
 
@@ -120,9 +123,20 @@ impl Endpoints {
             stats: join(&api, "/api/stats")?,
             trends: join(&api, "/api/analytics/trends?period=week")?,
             dashboard: join(&api, "/api/v1/tracking/dashboard")?,
+            envelope: join(&base, "/api/1/envelope/")?,
+            base,
             api,
         };
         Ok(e)
+    }
+
+    /// Sentry requests go to project `id` (the DSN's path).
+    pub fn sentry_project(mut self, id: &str) -> Result<Self> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            bail!("--sentry-project {id:?}: letters, digits and dashes only");
+        }
+        self.envelope = join(&self.base, &format!("/api/{id}/envelope/"))?;
+        Ok(self)
     }
 
     pub fn error_by_id(&self, id: &str) -> Result<Uri> {
@@ -152,6 +166,8 @@ pub struct HeaderSets {
     pub key_only: Headers,
     pub json_bearer: Headers,
     pub bearer_only: Headers,
+    /// A Sentry SDK's: `X-Sentry-Auth` with the key as `sentry_key`.
+    pub sentry: Headers,
 }
 
 impl HeaderSets {
@@ -180,6 +196,20 @@ impl HeaderSets {
                 HeaderValue::from_str(t).context("--tenant-id is not a valid header value")?,
             ));
         }
+        let mut sentry = vec![(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-sentry-envelope"),
+        )];
+        if let Some(k) = &auth.api_key {
+            sentry.push((
+                HeaderName::from_static("x-sentry-auth"),
+                HeaderValue::from_str(&format!(
+                    "Sentry sentry_key={k}, sentry_version=7, sentry_client=sluice-loadtest/{}",
+                    env!("CARGO_PKG_VERSION")
+                ))
+                .context("--api-key is not a valid header value")?,
+            ));
+        }
         let with = |base: &Headers, extra: &[(HeaderName, HeaderValue)]| {
             let mut h = base.clone();
             h.extend_from_slice(extra);
@@ -195,6 +225,7 @@ impl HeaderSets {
             json_bearer: with(&bearer_only, std::slice::from_ref(&json)),
             key_only,
             bearer_only,
+            sentry,
         })
     }
 }
@@ -221,8 +252,41 @@ mod tests {
         assert_eq!(split.batch.to_string(), "http://ingest:1/api/errors/batch");
         assert_eq!(split.stats.to_string(), "http://api:2/api/stats");
         assert_eq!(
+            split.envelope.to_string(),
+            "http://ingest:1/api/1/envelope/"
+        );
+        let p = split.clone().sentry_project("42").unwrap();
+        assert_eq!(p.envelope.to_string(), "http://ingest:1/api/42/envelope/");
+        assert!(split.clone().sentry_project("4/../x").is_err());
+        assert!(split.clone().sentry_project("").is_err());
+        assert_eq!(
             split.error_by_id("x").unwrap().to_string(),
             "http://api:2/api/errors/x"
         );
+    }
+
+    #[test]
+    fn sentry_requests_carry_the_key_in_x_sentry_auth() {
+        let auth = Auth {
+            api_key: Some("sk_test".into()),
+            tenant: None,
+        };
+        let h = HeaderSets::new(&auth, "application/json", None).unwrap();
+        let get = |name: &str| {
+            h.sentry
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        let auth = get("x-sentry-auth").unwrap();
+        assert!(
+            auth.starts_with("Sentry sentry_key=sk_test, sentry_version=7"),
+            "{auth}"
+        );
+        assert_eq!(
+            get("content-type").as_deref(),
+            Some("application/x-sentry-envelope")
+        );
+        assert!(get("x-api-key").is_none());
     }
 }

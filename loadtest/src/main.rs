@@ -12,10 +12,12 @@
 //!   loss check against Postgres and ClickHouse.
 //! - [`reference`]: the bare hyper server.
 //! - [`run`]: the `run` subcommand from start to report.
+//! - [`fanout`]: the `fanout` subcommand, live events to many `/ws` clients.
 
 mod chart;
 mod check;
 mod driver;
+mod fanout;
 mod http;
 mod lag;
 
@@ -50,6 +52,9 @@ struct Cli {
 enum Cmd {
     /// Drive load against a Sluice (or the reference server) and report.
     Run(Box<RunArgs>),
+    /// Open many `/ws` clients of one tenant, post new errors, and count
+    /// the `new_error` frames they receive beside the ingest rate.
+    Fanout(Box<fanout::FanoutArgs>),
     /// Serve the bare hyper reference: 201 and a small JSON body for any request.
     Reference {
         #[arg(long, default_value = "127.0.0.1:18999")]
@@ -86,6 +91,9 @@ pub struct RunArgs {
     pub compression: Compression,
     #[arg(long, value_enum, default_value_t = BatchFormat::Json)]
     pub batch_format: BatchFormat,
+    /// The `envelope` scenario's Sentry project id (the DSN's path).
+    #[arg(long, default_value = "1")]
+    pub sentry_project: String,
     #[arg(long, value_enum, default_value_t = Mode::Rate)]
     pub mode: Mode,
     /// Slots per second (`rate`), or the first step's rate (`max`). A slot is
@@ -175,6 +183,7 @@ pub struct RunArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(args) => run::run(*args).await,
+        Cmd::Fanout(args) => fanout::run(*args).await,
         Cmd::Reference { addr } => reference::serve(addr).await,
     }
 }

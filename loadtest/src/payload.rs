@@ -255,6 +255,13 @@ impl Generator {
     /// One occurrence of a random kind: hot kinds (the first tenth) get half
     /// of the traffic, as in real systems where a few errors dominate.
     pub fn event(&self, rng: &mut Rng) -> Value {
+        let i = self.pick_kind(rng);
+        self.event_of(i, rng)
+    }
+
+    /// The kind of the next occurrence: hot kinds (the first tenth) get half
+    /// of the picks.
+    fn pick_kind(&self, rng: &mut Rng) -> usize {
         let n = self.templates.len() as u64;
         let hot = (n / 10).max(1);
         let i = if rng.chance(50) {
@@ -262,7 +269,70 @@ impl Generator {
         } else {
             rng.below(n)
         };
-        self.event_of(i as usize, rng)
+        i as usize
+    }
+
+    /// One occurrence of a random kind as a Sentry SDK sends it (exception
+    /// type and value with structured frames, oldest first; level, tags,
+    /// user, request, extra and contexts), for the envelope scenario.
+    pub fn sentry_event(&self, rng: &mut Rng) -> Value {
+        let i = self.pick_kind(rng);
+        let Some(t) = self.templates.get(i) else {
+            return json!({"message": "empty generator"});
+        };
+        let value = format!(
+            "{} in {}.{}{}",
+            fill(t.phrase, rng),
+            t.component,
+            t.operation,
+            t.suffix
+        );
+        let platform = match t.lang {
+            Lang::Js => "node",
+            Lang::Python => "python",
+            Lang::Rust => "rust",
+        };
+        let frames: Vec<Value> = t
+            .frames
+            .iter()
+            .rev()
+            .map(|f| {
+                json!({
+                    "function": f.function,
+                    "filename": f.file,
+                    "lineno": f.line + rng.below(40),
+                    "in_app": true,
+                })
+            })
+            .collect();
+        let level = match rng.below(100) {
+            0..=69 => "error",
+            70..=84 => "warning",
+            85..=94 => "fatal",
+            _ => "info",
+        };
+        json!({
+            "event_id": hex32(rng),
+            "platform": platform,
+            "level": level,
+            "environment": if rng.chance(80) { "production" } else { "staging" },
+            "release": format!("{}@1.{}.{}", t.source, rng.below(20), rng.below(10)),
+            "server_name": format!("web-{}", rng.below(12)),
+            "exception": {"values": [{
+                "type": t.class,
+                "value": value,
+                "stacktrace": {"frames": frames},
+            }]},
+            "tags": {"component": t.component, "operation": t.operation},
+            "user": {"id": rng.between(1, 5_000_000).to_string(), "email": email(rng)},
+            "request": {
+                "url": format!("https://api.example.com/{}/{}", t.component, rng.between(1000, 9_999_999)),
+                "method": "POST",
+                "headers": {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"},
+            },
+            "extra": context(rng),
+            "contexts": {"runtime": {"name": platform, "version": "20.11.1"}},
+        })
     }
 
     /// One occurrence of kind `i`.
@@ -473,6 +543,26 @@ fn email(rng: &mut Rng) -> String {
     )
 }
 
+/// 32 lowercase hex digits, as Sentry's event ids.
+fn hex32(rng: &mut Rng) -> String {
+    format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+}
+
+/// A Sentry envelope of one `event` item: the envelope header (its
+/// `event_id`), the item header (type and length) and the event, one line
+/// each.
+pub fn sentry_envelope(event: &Value) -> serde_json::Result<Vec<u8>> {
+    let payload = serde_json::to_vec(event)?;
+    let header = json!({"event_id": event.get("event_id").cloned().unwrap_or(Value::Null)});
+    let mut out = serde_json::to_vec(&header)?;
+    out.push(b'\n');
+    serde_json::to_writer(&mut out, &json!({"type": "event", "length": payload.len()}))?;
+    out.push(b'\n');
+    out.extend_from_slice(&payload);
+    out.push(b'\n');
+    Ok(out)
+}
+
 fn uuid(rng: &mut Rng) -> String {
     uuid::Uuid::from_u64_pair(rng.next_u64(), rng.next_u64()).to_string()
 }
@@ -675,6 +765,44 @@ mod tests {
             ));
         }
         assert_eq!(keys.len(), g.kinds());
+    }
+
+    #[test]
+    fn sentry_envelopes_have_three_lines_and_a_framed_exception() {
+        let g = Generator::new(100, 3);
+        let mut rng = Rng::new(5);
+        let mut ids = HashSet::new();
+        for _ in 0..200 {
+            let ev = g.sentry_event(&mut rng);
+            let body = sentry_envelope(&ev).unwrap();
+            assert_eq!(body.last(), Some(&b'\n'));
+            let lines: Vec<&[u8]> = body[..body.len() - 1].split(|&b| b == b'\n').collect();
+            assert_eq!(lines.len(), 3);
+            let header: Value = serde_json::from_slice(lines[0]).unwrap();
+            let item: Value = serde_json::from_slice(lines[1]).unwrap();
+            let event: Value = serde_json::from_slice(lines[2]).unwrap();
+            let id = header["event_id"].as_str().unwrap();
+            assert_eq!(id.len(), 32);
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert_eq!(event["event_id"], header["event_id"]);
+            assert!(ids.insert(id.to_string()), "event ids repeat");
+            assert_eq!(item["type"], "event");
+            assert_eq!(item["length"].as_u64(), Some(lines[2].len() as u64));
+            let exc = &event["exception"]["values"][0];
+            assert!(!exc["type"].as_str().unwrap().is_empty());
+            assert!(!exc["value"].as_str().unwrap().is_empty());
+            let frames = exc["stacktrace"]["frames"].as_array().unwrap();
+            assert!(frames.len() >= 8, "{}", frames.len());
+            for f in frames {
+                assert!(f["function"].is_string() && f["filename"].is_string());
+                assert!(f["lineno"].as_u64().unwrap() > 0);
+            }
+            assert!(
+                ["error", "warning", "fatal", "info"].contains(&event["level"].as_str().unwrap())
+            );
+        }
     }
 
     #[test]

@@ -79,7 +79,8 @@ fn mode_name(m: Mode) -> &'static str {
 
 pub async fn run(args: RunArgs) -> Result<()> {
     validate(&args)?;
-    let endpoints = Endpoints::new(&args.url, args.api_url.as_deref())?;
+    let endpoints =
+        Endpoints::new(&args.url, args.api_url.as_deref())?.sentry_project(&args.sentry_project)?;
     let secs = args.duration_secs.unwrap_or(DEFAULT_SECS);
 
     let (auth, tenant, pool) = match &args.database_url {

@@ -1,5 +1,6 @@
-//! What one schedule slot sends: a single error, a batch, a tracked
-//! operation (start then complete), a dashboard read, or a weighted mix.
+//! What one schedule slot sends: a single error, a batch, a Sentry
+//! envelope, a tracked operation (start then complete), a dashboard read,
+//! or a weighted mix.
 //! Bodies come from pools built before the run (and batches are compressed
 //! then), so sending costs a reference-count increment.
 
@@ -28,6 +29,9 @@ pub enum Scenario {
     /// Error events only: 80 % single, 20 % batch (every write the loss
     /// check counts).
     Errors,
+    /// One error event a request as the Sentry SDKs send it:
+    /// `POST /api/{project}/envelope/` with `X-Sentry-Auth`.
+    Envelope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +54,7 @@ pub enum BatchFormat {
 pub enum Action {
     Single,
     Batch,
+    Envelope,
     Ops,
     /// 0: stats, 1: trends, 2: tracking dashboard.
     Dashboard(u8),
@@ -62,6 +67,7 @@ impl Scenario {
         match self {
             Scenario::Single => Action::Single,
             Scenario::Batch => Action::Batch,
+            Scenario::Envelope => Action::Envelope,
             Scenario::Ops => Action::Ops,
             Scenario::Dashboard => Action::Dashboard((slot % 3) as u8),
             Scenario::Mix => {
@@ -86,6 +92,7 @@ impl Scenario {
             Scenario::Errors => matches!(a, Action::Single | Action::Batch),
             Scenario::Single => a == Action::Single,
             Scenario::Batch => a == Action::Batch,
+            Scenario::Envelope => a == Action::Envelope,
             Scenario::Ops => a == Action::Ops,
             Scenario::Dashboard => matches!(a, Action::Dashboard(_)),
         }
@@ -99,6 +106,7 @@ impl Scenario {
             Scenario::Dashboard => "dashboard",
             Scenario::Mix => "mix",
             Scenario::Errors => "errors",
+            Scenario::Envelope => "envelope",
         }
     }
 }
@@ -122,6 +130,7 @@ pub struct Workload {
     headers: HeaderSets,
     singles: Vec<Bytes>,
     batches: Vec<Bytes>,
+    envelopes: Vec<Bytes>,
     batch_size: usize,
     starts: Vec<Bytes>,
     /// Raw sizes, for the report.
@@ -197,6 +206,16 @@ impl Workload {
             }
             single_bytes /= singles.len().max(1);
         }
+        // Envelopes count as single events in the report's sizes.
+        let mut envelopes = Vec::new();
+        if uses(Action::Envelope) {
+            for _ in 0..cfg.pool_size.max(1) {
+                let b = payload::sentry_envelope(&g.sentry_event(&mut rng))?;
+                single_bytes += b.len();
+                envelopes.push(Bytes::from(b));
+            }
+            single_bytes /= envelopes.len().max(1);
+        }
         let mut batches = Vec::new();
         let (mut batch_bytes, mut batch_wire_bytes) = (0, 0);
         if uses(Action::Batch) {
@@ -234,6 +253,7 @@ impl Workload {
             headers: HeaderSets::new(auth, batch_type, encoding)?,
             singles,
             batches,
+            envelopes,
             batch_size: cfg.batch_size,
             starts,
             single_bytes,
@@ -265,16 +285,22 @@ impl Workload {
                 .unwrap_or_default()
         };
         match self.scenario.action(slot) {
-            Action::Single => {
-                rec.sent();
-                let a = http
-                    .send(
-                        Method::POST,
+            a @ (Action::Single | Action::Envelope) => {
+                let (uri, headers, pool) = if a == Action::Single {
+                    (
                         &self.endpoints.errors,
                         &self.headers.json_key,
-                        pick(&self.singles),
+                        &self.singles,
                     )
-                    .await;
+                } else {
+                    (
+                        &self.endpoints.envelope,
+                        &self.headers.sentry,
+                        &self.envelopes,
+                    )
+                };
+                rec.sent();
+                let a = http.send(Method::POST, uri, headers, pick(pool)).await;
                 let ok = u32::from(a.outcome.is_success());
                 rec.record(sample(
                     origin,
@@ -396,6 +422,7 @@ mod tests {
                 Action::Batch => 1,
                 Action::Ops => 2,
                 Action::Dashboard(_) => 3,
+                Action::Envelope => unreachable!("not in the mix"),
             };
             counts[i] += 1;
         }
@@ -440,6 +467,38 @@ mod tests {
         assert!((7_700..8_300).contains(&singles), "{singles}");
         assert!((0..10_000)
             .all(|s| matches!(Scenario::Errors.action(s), Action::Single | Action::Batch)));
+    }
+
+    #[test]
+    fn envelope_builds_sentry_bodies_only() {
+        let cfg = WorkloadConfig {
+            scenario: Scenario::Envelope,
+            fingerprints: 20,
+            pool_size: 16,
+            batch_size: 100,
+            compression: Compression::Gzip,
+            batch_format: BatchFormat::Json,
+            seed: 7,
+        };
+        let auth = Auth {
+            api_key: Some("k".into()),
+            tenant: None,
+        };
+        let endpoints = Endpoints::new("http://127.0.0.1:1", None)
+            .unwrap()
+            .sentry_project("9")
+            .unwrap();
+        let w = Workload::build(&cfg, endpoints, &auth).unwrap();
+        assert_eq!(w.envelopes.len(), 16);
+        assert!(w.singles.is_empty() && w.batches.is_empty() && w.starts.is_empty());
+        assert!(w.single_bytes > 500, "{}", w.single_bytes);
+        assert_eq!(w.endpoints().envelope.path(), "/api/9/envelope/");
+        assert!((0..100).all(|s| Scenario::Envelope.action(s) == Action::Envelope));
+        for body in &w.envelopes {
+            let first = body.split(|&b| b == b'\n').next().unwrap();
+            let h: serde_json::Value = serde_json::from_slice(first).unwrap();
+            assert_eq!(h["event_id"].as_str().unwrap().len(), 32);
+        }
     }
 
     #[test]

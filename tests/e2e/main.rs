@@ -23,6 +23,7 @@ mod poison_input;
 mod retention;
 mod roles;
 mod schedules;
+mod sentry;
 mod servers;
 mod settings;
 mod slow_clients;
