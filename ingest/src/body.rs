@@ -400,7 +400,8 @@ mod tests {
         assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         z.write_all(&zeros).unwrap();
-        let err = decompress(Encoding::Deflate, &z.finish().unwrap(), 1 << 20, &budget).unwrap_err();
+        let err =
+            decompress(Encoding::Deflate, &z.finish().unwrap(), 1 << 20, &budget).unwrap_err();
         assert_eq!(err.status, http::StatusCode::PAYLOAD_TOO_LARGE);
         let err = decompress(Encoding::Brotli, b"not brotli at all", 100, &budget).unwrap_err();
         assert_eq!(err.status, http::StatusCode::BAD_REQUEST);

@@ -248,14 +248,16 @@ impl Ingest {
 
     /// A 429 when the writer is over its rate limit.
     fn check_rate(&self, w: &Writer) -> Result<(), Rejection> {
-        self.limiter.check(w.id, w.rate_limit).map_err(|wait| Rejection {
-            retry_after: Some(wait),
-            ..Rejection::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "rate limit exceeded for this API key",
-            )
-        })
+        self.limiter
+            .check(w.id, w.rate_limit)
+            .map_err(|wait| Rejection {
+                retry_after: Some(wait),
+                ..Rejection::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "rate limit exceeded for this API key",
+                )
+            })
     }
 
     /// The writer an API key stands for: 401 for a key the directory does

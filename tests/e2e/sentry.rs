@@ -29,7 +29,9 @@ async fn run_sdk(app: &TestApp, program: &str, script: &str) {
         .env("SENTRY_DSN", dsn(app))
         .output()
         .await
-        .unwrap_or_else(|e| panic!("{program} {script} did not start (scripts/services.sh installs it): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("{program} {script} did not start (scripts/services.sh installs it): {e}")
+        });
     assert!(
         out.status.success(),
         "{script} failed: {}\n{}",
@@ -74,13 +76,21 @@ async fn check_sdk_events(app: &TestApp, lang: &str, exc: &str, chain: (&str, &s
     let st = e["stack_trace"].as_str().unwrap_or_default();
     assert!(st.contains(&format!("at {func}")), "{st}");
     assert_eq!(e["context"]["tags"]["suite"], "sentry-e2e", "{e:#}");
-    assert_eq!(e["context"]["release"], format!("{lang}-e2e@1.0").replace("python-", "py-"));
+    assert_eq!(
+        e["context"]["release"],
+        format!("{lang}-e2e@1.0").replace("python-", "py-")
+    );
 
     let m = group(app, &list, &format!("{lang} e2e message")).await;
     assert_eq!(m["level"], "warning");
     assert_eq!(m["count"], 1);
 
-    let c = group(app, &list, &format!("{}: {lang} cart failed to load", chain.0)).await;
+    let c = group(
+        app,
+        &list,
+        &format!("{}: {lang} cart failed to load", chain.0),
+    )
+    .await;
     let st = c["stack_trace"].as_str().unwrap_or_default();
     assert!(st.contains(&format!("Caused by: {}", chain.1)), "{st}");
     assert_eq!(c["level"], "error");
@@ -97,7 +107,14 @@ async fn python_sdk_reports_exceptions_messages_and_chains() {
         ))
     );
     run_sdk(&app, &py, "tests/sdk/python/capture.py").await;
-    check_sdk_events(&app, "python", "ValueError", ("RuntimeError", "KeyError"), "checkout").await;
+    check_sdk_events(
+        &app,
+        "python",
+        "ValueError",
+        ("RuntimeError", "KeyError"),
+        "checkout",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -105,7 +122,14 @@ async fn python_sdk_reports_exceptions_messages_and_chains() {
 async fn node_sdk_reports_exceptions_messages_and_chains() {
     let app = TestApp::spawn().await;
     run_sdk(&app, "node", "tests/sdk/node/capture.js").await;
-    check_sdk_events(&app, "node", "TypeError", ("Error", "SyntaxError"), "checkout").await;
+    check_sdk_events(
+        &app,
+        "node",
+        "TypeError",
+        ("Error", "SyntaxError"),
+        "checkout",
+    )
+    .await;
     app.stop().await;
 }
 
@@ -142,7 +166,10 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
             .header("Content-Type", "application/x-sentry-envelope")
             .body(body)
     };
-    let event = |msg: &str| json!({"event_id": "0123456789abcdef0123456789abcdef", "message": msg, "level": "info"}).to_string();
+    let event = |msg: &str| {
+        json!({"event_id": "0123456789abcdef0123456789abcdef", "message": msg, "level": "info"})
+            .to_string()
+    };
 
     // a good envelope with an event and items Sluice only counts
     let ev = event("envelope ok");
@@ -155,7 +182,10 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
         json!({"event_id": "0123456789abcdef0123456789abcdef"}),
     );
     let (s, v) = send(post(body)).await;
-    assert_eq!((s, &v), (200, &json!({"id": "0123456789abcdef0123456789abcdef"})));
+    assert_eq!(
+        (s, &v),
+        (200, &json!({"id": "0123456789abcdef0123456789abcdef"}))
+    );
 
     // only items Sluice does not store: accepted, never a retry
     let (s, _) = send(post(envelope(&[("client_report", b"{}")], json!({})))).await;
@@ -164,14 +194,26 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
     // malformed: 400 with the reason, nothing stored
     let (s, v) = send(post(b"this is not an envelope\n".to_vec())).await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("malformed envelope header"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("malformed envelope header"),
+        "{v}"
+    );
     let mut cut = envelope(&[("event", ev.as_bytes())], json!({}));
     cut.truncate(cut.len() - 5);
     let (s, v) = send(post(cut)).await;
     assert_eq!(s, 400, "{v}");
     let (s, v) = send(post(envelope(&[("event", b"{not json")], json!({})))).await;
     assert_eq!(s, 400, "{v}");
-    assert!(v["detail"].as_str().unwrap().contains("malformed event JSON"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("malformed event JSON"),
+        "{v}"
+    );
 
     // keys: wrong 401, none 401, read-only 403; the DSN in the header works
     let wrong = app
@@ -180,7 +222,10 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
         .header("X-Sentry-Auth", auth("sk_live_notakey"))
         .body(envelope(&[("event", ev.as_bytes())], json!({})));
     assert_eq!(send(wrong).await.0, 401);
-    let none = app.http.post(&url).body(envelope(&[("event", ev.as_bytes())], json!({})));
+    let none = app
+        .http
+        .post(&url)
+        .body(envelope(&[("event", ev.as_bytes())], json!({})));
     assert_eq!(send(none).await.0, 401);
     let perms = vec!["read".to_string()];
     let (_, reader) = api_keys::create(
@@ -225,8 +270,11 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
     let mut br = Vec::new();
     {
         let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 22);
-        w.write_all(&envelope(&[("event", event("brotli envelope").as_bytes())], json!({})))
-            .unwrap();
+        w.write_all(&envelope(
+            &[("event", event("brotli envelope").as_bytes())],
+            json!({}),
+        ))
+        .unwrap();
     }
     let (s, v) = send(post(br).header("Content-Encoding", "br")).await;
     assert_eq!(s, 200, "{v}");
@@ -235,15 +283,26 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
     let big = json!({"message": "x".repeat(2 << 20)}).to_string();
     let (s, v) = send(post(envelope(&[("event", big.as_bytes())], json!({})))).await;
     assert_eq!(s, 413, "{v}");
-    let bomb = gzip(&envelope(&[("attachment", &vec![0u8; 64 << 20])], json!({})));
+    let bomb = gzip(&envelope(
+        &[("attachment", &vec![0u8; 64 << 20])],
+        json!({}),
+    ));
     assert!(bomb.len() < 1 << 20);
     let (s, v) = send(post(bomb).header("Content-Encoding", "gzip")).await;
     assert_eq!(s, 413, "{v}");
 
     // what was accepted is all there, counted by item type in /metrics
     let list = groups(&app, 4).await;
-    for m in ["envelope ok", "dsn in the header", "stored deflated", "brotli envelope"] {
-        assert!(list.iter().any(|g| g["message"] == m), "{m} missing: {list:#?}");
+    for m in [
+        "envelope ok",
+        "dsn in the header",
+        "stored deflated",
+        "brotli envelope",
+    ] {
+        assert!(
+            list.iter().any(|g| g["message"] == m),
+            "{m} missing: {list:#?}"
+        );
     }
     let metrics = app.metrics_text().await;
     for ty in ["session", "client_report", "other", "event"] {
@@ -276,7 +335,11 @@ async fn over_the_rate_limit_sdks_are_told_when_to_come_back() {
     }
     assert_eq!(statuses, [200, 200, 429, 429]);
     let r = last.unwrap();
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
     assert_eq!(
         r.headers()["x-sentry-rate-limits"].to_str().unwrap(),
@@ -344,7 +407,10 @@ async fn a_new_key_shows_its_dsn_once_and_the_list_a_masked_one() {
     let masked = listed["dsn"].as_str().unwrap();
     assert_eq!(
         masked,
-        format!("http://{}@{host}/1", listed["key_preview"].as_str().unwrap())
+        format!(
+            "http://{}@{host}/1",
+            listed["key_preview"].as_str().unwrap()
+        )
     );
     assert!(!masked.contains(key));
     app.stop().await;

@@ -62,7 +62,9 @@ mod tests {
     #[test]
     fn keys_from_each_place() {
         assert_eq!(
-            from_auth_header("Sentry sentry_version=7, sentry_client=sentry.python/2.75.0, sentry_key=abc123"),
+            from_auth_header(
+                "Sentry sentry_version=7, sentry_client=sentry.python/2.75.0, sentry_key=abc123"
+            ),
             Some("abc123")
         );
         assert_eq!(from_auth_header("sentry_key=k,sentry_version=7"), Some("k"));
@@ -70,7 +72,10 @@ mod tests {
         assert_eq!(from_auth_header("Sentry sentry_key="), None);
 
         let mut h = HeaderMap::new();
-        assert_eq!(from_request(&h, Some("sentry_version=7&sentry_key=q1")), Some("q1".into()));
+        assert_eq!(
+            from_request(&h, Some("sentry_version=7&sentry_key=q1")),
+            Some("q1".into())
+        );
         assert_eq!(from_request(&h, Some("a=b")), None);
         assert_eq!(from_request(&h, None), None);
         h.insert("x-sentry-auth", "Sentry sentry_key=h1".parse().unwrap());

@@ -49,8 +49,8 @@ pub fn parse(body: &[u8], max_items: usize) -> Result<Envelope<'_>, String> {
     if head.trim_ascii().is_empty() {
         return Err("malformed envelope: the first line must be the envelope header".into());
     }
-    let header: Header = serde_json::from_slice(head)
-        .map_err(|e| format!("malformed envelope header: {e}"))?;
+    let header: Header =
+        serde_json::from_slice(head).map_err(|e| format!("malformed envelope header: {e}"))?;
     let mut items = Vec::new();
     while !rest.trim_ascii().is_empty() {
         let (h, after) = line(rest);
@@ -80,10 +80,7 @@ pub fn parse(body: &[u8], max_items: usize) -> Result<Envelope<'_>, String> {
             }
             None => line(after),
         };
-        items.push(Item {
-            ty: ih.ty,
-            payload,
-        });
+        items.push(Item { ty: ih.ty, payload });
         rest = next;
     }
     Ok(Envelope { header, items })
@@ -95,7 +92,8 @@ mod tests {
 
     #[test]
     fn items_with_and_without_length() {
-        let body = b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",\"dsn\":\"https://k@h/1\"}\n\
+        let body =
+            b"{\"event_id\":\"9ec79c33ec9942ab8353589fcb2e04dc\",\"dsn\":\"https://k@h/1\"}\n\
 {\"type\":\"attachment\",\"length\":10}\n\
 helloworld\n\
 {\"type\":\"event\"}\n\
@@ -137,6 +135,8 @@ helloworld\n\
             .unwrap_err()
             .contains("only 2 bytes follow"));
         let many = format!("{{}}\n{}", "{\"type\":\"x\"}\n{}\n".repeat(3));
-        assert!(parse(many.as_bytes(), 2).unwrap_err().contains("more than 2"));
+        assert!(parse(many.as_bytes(), 2)
+            .unwrap_err()
+            .contains("more than 2"));
     }
 }

@@ -230,7 +230,11 @@ fn stacks(chain: &[Exception], top: Option<&Stacktrace>) -> (String, String) {
         if i > 0 {
             shown.push_str("Caused by: ");
         }
-        shown.push_str(exception_title(e).as_deref().unwrap_or("<unknown exception>"));
+        shown.push_str(
+            exception_title(e)
+                .as_deref()
+                .unwrap_or("<unknown exception>"),
+        );
         shown.push('\n');
         if let Some(st) = &e.stacktrace {
             render_frames(st, false, &mut shown);
@@ -466,7 +470,11 @@ Caused by: KeyError: 'sku'\n    at lookup (shop/cart.py:10)\n"
         assert_eq!(v["context"]["tags"], json!({"region": "eu"}));
         assert_eq!(v["context"]["release"], "app@1.2");
         assert_eq!(v["context"]["server_name"], "web-1");
-        let m = map(chained(20, "call").to_string().as_bytes(), &ScrubConfig::default()).unwrap();
+        let m = map(
+            chained(20, "call").to_string().as_bytes(),
+            &ScrubConfig::default(),
+        )
+        .unwrap();
         assert_eq!(m.user_agent.as_deref(), Some("Mozilla/5.0"));
         assert_eq!(m.ip_address.as_deref(), Some("203.0.113.9"));
     }
@@ -511,7 +519,9 @@ Caused by: KeyError: 'sku'\n    at lookup (shop/cart.py:10)\n"
         assert_eq!(v["level"], "warning");
         assert_eq!(v["source"], "sentry");
         assert!(v.get("stack_trace").is_none());
-        let v = mapped(json!({"logentry": {"message": "user %s", "formatted": "user 5"}, "level": "info"}));
+        let v = mapped(
+            json!({"logentry": {"message": "user %s", "formatted": "user 5"}, "level": "info"}),
+        );
         assert_eq!(v["message"], "user 5");
         let v = mapped(json!({"message": {"message": "raw"}, "level": "debug"}));
         assert_eq!(v["message"], "raw");

@@ -153,7 +153,8 @@ impl Ingest {
         if writer.is_none() && endpoint == Endpoint::Store {
             return Err(missing_key());
         }
-        let peer_ip = client_ip::client_ip(peer, req.headers(), &self.cfg.trusted_proxies).to_string();
+        let peer_ip =
+            client_ip::client_ip(peer, req.headers(), &self.cfg.trusted_proxies).to_string();
         let sdk_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -168,33 +169,33 @@ impl Ingest {
         let slot = self.gate.enter().await?;
         let bytes = raw.decompress(limit, &self.budget).await?;
 
-        let (events, others, envelope_id): (Vec<&[u8]>, Vec<&str>, Option<String>) =
-            match endpoint {
-                Endpoint::Store => (vec![&bytes[..]], Vec::new(), None),
-                Endpoint::Envelope => {
-                    let env = envelope::parse(&bytes, self.cfg.max_batch_events)
-                        .map_err(Rejection::bad_request)?;
-                    if writer.is_none() {
-                        let key = env
-                            .header
-                            .dsn
-                            .as_deref()
-                            .and_then(auth::from_dsn)
-                            .ok_or_else(missing_key)?;
-                        writer = Some(self.sentry_writer(key)?);
-                    }
-                    let mut events = Vec::new();
-                    let mut others = Vec::new();
-                    for item in &env.items {
-                        if item.ty == "event" {
-                            events.push(item.payload);
-                        } else {
-                            others.push(item_label(&item.ty));
-                        }
-                    }
-                    (events, others, env.header.event_id)
+        let (events, others, envelope_id): (Vec<&[u8]>, Vec<&str>, Option<String>) = match endpoint
+        {
+            Endpoint::Store => (vec![&bytes[..]], Vec::new(), None),
+            Endpoint::Envelope => {
+                let env = envelope::parse(&bytes, self.cfg.max_batch_events)
+                    .map_err(Rejection::bad_request)?;
+                if writer.is_none() {
+                    let key = env
+                        .header
+                        .dsn
+                        .as_deref()
+                        .and_then(auth::from_dsn)
+                        .ok_or_else(missing_key)?;
+                    writer = Some(self.sentry_writer(key)?);
                 }
-            };
+                let mut events = Vec::new();
+                let mut others = Vec::new();
+                for item in &env.items {
+                    if item.ty == "event" {
+                        events.push(item.payload);
+                    } else {
+                        others.push(item_label(&item.ty));
+                    }
+                }
+                (events, others, env.header.event_id)
+            }
+        };
         let writer = writer.ok_or_else(missing_key)?;
         let ts_ms = chrono::Utc::now().timestamp_millis();
         let mut chunks = Vec::with_capacity(events.len());
@@ -241,10 +242,7 @@ impl Ingest {
         let id = first_id
             .or(envelope_id)
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-        Ok(crate::response::json(
-            StatusCode::OK,
-            &json!({ "id": id }),
-        ))
+        Ok(crate::response::json(StatusCode::OK, &json!({ "id": id })))
     }
 }
 
