@@ -133,6 +133,19 @@ async fn node_sdk_reports_exceptions_messages_and_chains() {
     app.stop().await;
 }
 
+/// A new key of the app's tenant with one permission.
+async fn key_with(app: &TestApp, permission: &str) -> String {
+    let perms = vec![permission.to_string()];
+    let new = api_keys::NewKey {
+        tenant_id: app.tenant_id,
+        name: permission,
+        permissions: &perms,
+        rate_limit_per_min: None,
+        expires_at: None,
+    };
+    api_keys::create(&app.running.pg, &new).await.unwrap().1
+}
+
 fn envelope(items: &[(&str, &[u8])], header: Value) -> Vec<u8> {
     let mut out = Vec::new();
     writeln!(out, "{header}").unwrap();
@@ -227,19 +240,7 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
         .post(&url)
         .body(envelope(&[("event", ev.as_bytes())], json!({})));
     assert_eq!(send(none).await.0, 401);
-    let perms = vec!["read".to_string()];
-    let (_, reader) = api_keys::create(
-        &app.running.pg,
-        &api_keys::NewKey {
-            tenant_id: app.tenant_id,
-            name: "reader",
-            permissions: &perms,
-            rate_limit_per_min: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let reader = key_with(&app, "read").await;
     let read_only = wait_for("the read-only key loaded", || async {
         let r = app
             .http
@@ -352,19 +353,7 @@ async fn over_the_rate_limit_sdks_are_told_when_to_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_key_shows_its_dsn_once_and_the_list_a_masked_one() {
     let app = TestApp::spawn().await;
-    let perms = vec!["admin".to_string()];
-    let (_, admin) = api_keys::create(
-        &app.running.pg,
-        &api_keys::NewKey {
-            tenant_id: app.tenant_id,
-            name: "admin",
-            permissions: &perms,
-            rate_limit_per_min: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let admin = key_with(&app, "admin").await;
     let keys = app.url("/api/settings/api-keys");
     let (s, v) = wait_for("the admin key loaded", || async {
         let r = app

@@ -9,7 +9,7 @@
 //! slash.
 
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The answer to an accepted request: the event's id (the first event's
 /// of an envelope, else the envelope header's, else a new one).
@@ -28,6 +28,48 @@ pub struct Refused {
     /// What was wrong, for the person reading the SDK's debug log.
     #[schema(example = "malformed envelope header: expected value at line 1 column 1")]
     pub detail: String,
+}
+
+/// The answers of both paths.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum Answers {
+    #[response(status = 200, description = "Accepted")]
+    Ok(Accepted),
+    #[response(status = 400, description = "Malformed envelope, item or event")]
+    BadRequest(Refused),
+    #[response(
+        status = 401,
+        description = "No key, or an unknown, revoked or expired one"
+    )]
+    Unauthorized(Refused),
+    #[response(status = 403, description = "The key may not write")]
+    Forbidden(Refused),
+    #[response(status = 404, description = "The project id is not a number")]
+    NotFound,
+    #[response(status = 408, description = "The body did not arrive in time")]
+    Timeout,
+    #[response(
+        status = 413,
+        description = "Body, decompressed body or an event over its cap (the event cap for store and for each event item, the batch cap for an envelope)"
+    )]
+    TooLarge(Refused),
+    #[response(status = 415, description = "Unsupported Content-Encoding")]
+    Encoding(Refused),
+    #[response(
+        status = 429,
+        description = "Over the key's rate limit, or the backlog is full: `Retry-After` and `X-Sentry-Rate-Limits` say for how long",
+        headers(
+            ("Retry-After" = u64, description = "Seconds to wait"),
+            ("X-Sentry-Rate-Limits" = String, description = "`<seconds>::organization`: every category, for this long"),
+        )
+    )]
+    TooMany(Refused),
+    #[response(
+        status = 503,
+        description = "Ingest is overloaded or its store unavailable; retry after `Retry-After`"
+    )]
+    Unavailable(Refused),
 }
 
 /// Sends SDK items: events are stored as Sluice errors (validated, scrubbed
@@ -54,22 +96,7 @@ pub struct Refused {
         ),
         description = "A Sentry envelope: a JSON header line (`event_id`, `dsn`), then items, each a JSON header line (`type`, optional `length`) and its payload. The Content-Type is not checked (SDKs send application/x-sentry-envelope)"
     ),
-    responses(
-        (status = 200, description = "Accepted", body = Accepted),
-        (status = 400, description = "Malformed envelope, item or event", body = Refused),
-        (status = 401, description = "No key, or an unknown, revoked or expired one", body = Refused),
-        (status = 403, description = "The key may not write", body = Refused),
-        (status = 404, description = "The project id is not a number"),
-        (status = 408, description = "The body did not arrive in time"),
-        (status = 413, description = "Body, decompressed body or an event item over its cap", body = Refused),
-        (status = 415, description = "Unsupported Content-Encoding", body = Refused),
-        (status = 429, description = "Over the key's rate limit, or the backlog is full: `Retry-After` and `X-Sentry-Rate-Limits` say for how long", body = Refused,
-            headers(
-                ("Retry-After" = u64, description = "Seconds to wait"),
-                ("X-Sentry-Rate-Limits" = String, description = "`<seconds>::organization`: every category, for this long"),
-            )),
-        (status = 503, description = "Ingest is overloaded or its store unavailable; retry after `Retry-After`", body = Refused),
-    ),
+    responses(Answers),
     security((), ("apiKey" = []))
 )]
 #[allow(dead_code)]
@@ -93,22 +120,7 @@ fn envelope() {}
         content_type = "application/json",
         description = "A Sentry event: `event_id`, `level`, `message`/`logentry`, `exception`, `platform`, `environment`, `release`, `server_name`, `request`, `user`, `tags`, `extra`, `contexts`, `fingerprint`, …"
     ),
-    responses(
-        (status = 200, description = "Accepted", body = Accepted),
-        (status = 400, description = "Malformed or invalid event", body = Refused),
-        (status = 401, description = "No key, or an unknown, revoked or expired one", body = Refused),
-        (status = 403, description = "The key may not write", body = Refused),
-        (status = 404, description = "The project id is not a number"),
-        (status = 408, description = "The body did not arrive in time"),
-        (status = 413, description = "Body or decompressed body over the event cap", body = Refused),
-        (status = 415, description = "Unsupported Content-Encoding", body = Refused),
-        (status = 429, description = "Over the key's rate limit, or the backlog is full: `Retry-After` and `X-Sentry-Rate-Limits` say for how long", body = Refused,
-            headers(
-                ("Retry-After" = u64, description = "Seconds to wait"),
-                ("X-Sentry-Rate-Limits" = String, description = "`<seconds>::organization`: every category, for this long"),
-            )),
-        (status = 503, description = "Ingest is overloaded or its store unavailable; retry after `Retry-After`", body = Refused),
-    ),
+    responses(Answers),
     security((), ("apiKey" = []))
 )]
 #[allow(dead_code)]
