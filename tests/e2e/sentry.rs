@@ -133,6 +133,19 @@ async fn node_sdk_reports_exceptions_messages_and_chains() {
     app.stop().await;
 }
 
+/// A new key of the app's tenant with one permission.
+async fn key_with(app: &TestApp, permission: &str) -> String {
+    let perms = vec![permission.to_string()];
+    let new = api_keys::NewKey {
+        tenant_id: app.tenant_id,
+        name: permission,
+        permissions: &perms,
+        rate_limit_per_min: None,
+        expires_at: None,
+    };
+    api_keys::create(&app.running.pg, &new).await.unwrap().1
+}
+
 fn envelope(items: &[(&str, &[u8])], header: Value) -> Vec<u8> {
     let mut out = Vec::new();
     writeln!(out, "{header}").unwrap();
@@ -227,19 +240,7 @@ async fn bad_input_gets_the_answers_sdks_expect_and_good_input_is_kept() {
         .post(&url)
         .body(envelope(&[("event", ev.as_bytes())], json!({})));
     assert_eq!(send(none).await.0, 401);
-    let perms = vec!["read".to_string()];
-    let (_, reader) = api_keys::create(
-        &app.running.pg,
-        &api_keys::NewKey {
-            tenant_id: app.tenant_id,
-            name: "reader",
-            permissions: &perms,
-            rate_limit_per_min: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let reader = key_with(&app, "read").await;
     let read_only = wait_for("the read-only key loaded", || async {
         let r = app
             .http
@@ -346,5 +347,60 @@ async fn over_the_rate_limit_sdks_are_told_when_to_come_back() {
         format!("{retry}::organization")
     );
     groups(&app, 2).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_shows_its_dsn_once_and_the_list_a_masked_one() {
+    let app = TestApp::spawn().await;
+    let admin = key_with(&app, "admin").await;
+    let keys = app.url("/api/settings/api-keys");
+    let (s, v) = wait_for("the admin key loaded", || async {
+        let r = app
+            .http
+            .post(&keys)
+            .header("X-API-Key", &admin)
+            .json(&json!({"name": "sdk", "permissions": ["write"]}));
+        let (s, v) = send(r).await;
+        (s != 401).then_some((s, v))
+    })
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let key = v["data"]["key"].as_str().unwrap();
+    let host = app.base.trim_start_matches("http://");
+    let full = v["data"]["dsn"].as_str().unwrap().to_string();
+    assert_eq!(full, format!("http://{key}@{host}/1"));
+
+    // the DSN as an SDK uses it: the key in the envelope header only
+    let posted = wait_for("the new key accepted", || async {
+        let r = app.http.post(app.url("/api/1/envelope/")).body(envelope(
+            &[("event", br#"{"message":"through the new DSN"}"#)],
+            json!({"dsn": full}),
+        ));
+        let s = send(r).await.0;
+        (s != 401).then_some(s)
+    })
+    .await;
+    assert_eq!(posted, 200);
+    groups(&app, 1).await;
+
+    let (s, v) = send(app.http.get(&keys).header("X-API-Key", &admin)).await;
+    assert_eq!(s, 200);
+    let listed = v["data"]["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "sdk")
+        .unwrap()
+        .clone();
+    let masked = listed["dsn"].as_str().unwrap();
+    assert_eq!(
+        masked,
+        format!(
+            "http://{}@{host}/1",
+            listed["key_preview"].as_str().unwrap()
+        )
+    );
+    assert!(!masked.contains(key));
     app.stop().await;
 }

@@ -417,29 +417,13 @@ pub async fn delete(
     Ok((Extension(note), Json(json!({"id": id, "deleted": true}))))
 }
 
-/// The public base URL of this Sluice: configured, or from the request.
+/// The public base URL of this Sluice, for a download link.
 fn base_url(state: &ApiState, headers: &HeaderMap) -> ApiResult<String> {
-    if let Some(u) = &state.public_url {
-        return Ok(u.trim_end_matches('/').to_string());
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
-        .ok_or_else(|| {
-            ApiError::BadRequest(
-                "a Host header is needed to build the download URL (or set SLUICE_PUBLIC_URL)"
-                    .into(),
-            )
-        })?;
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    Ok(format!("{scheme}://{host}"))
+    super::public_base_url(state, headers).ok_or_else(|| {
+        ApiError::BadRequest(
+            "a Host header is needed to build the download URL (or set SLUICE_PUBLIC_URL)".into(),
+        )
+    })
 }
 
 /// A signed URL for a completed backup's object.

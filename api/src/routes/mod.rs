@@ -31,6 +31,27 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 
+/// The public base URL of this Sluice (`scheme://host[:port]`, no trailing
+/// slash): `SLUICE_PUBLIC_URL` when set, else the request's `Host` (https
+/// when `X-Forwarded-Proto` says so); `None` without either.
+pub fn public_base_url(state: &crate::ApiState, headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(u) = &state.public_url {
+        return Some(u.trim_end_matches('/').to_string());
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))?;
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("not found".into())
 }

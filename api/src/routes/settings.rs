@@ -77,6 +77,17 @@ async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
 
 // ---- API keys ----
 
+/// The project id Sluice's DSNs carry: the Sentry endpoints take any
+/// decimal project id, the key alone choosing the tenant.
+pub const SENTRY_PROJECT_ID: u32 = 1;
+
+/// A Sentry DSN for `key` (the full key, or its masked preview in lists:
+/// only a key's hash is stored); `None` when the public address is unknown.
+fn dsn(base: Option<&str>, key: &str) -> Option<String> {
+    let (scheme, rest) = base?.split_once("://")?;
+    Some(format!("{scheme}://{key}@{rest}/{SENTRY_PROJECT_ID}"))
+}
+
 fn key_json(k: &KeyRow) -> Value {
     json!({
         "id": k.id.to_string(),
@@ -115,11 +126,20 @@ async fn reload_keys(state: &ApiState) {
 pub async fn list_keys(
     State(state): State<ApiState>,
     caller: Caller,
+    headers: HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
     caller.require("read")?;
     let tenant = caller.tenant();
     let keys = state.pg.run(|pg| settings::list_keys(pg, tenant)).await?;
-    let items: Vec<Value> = keys.iter().map(key_json).collect();
+    let base = super::public_base_url(&state, &headers);
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let mut v = key_json(k);
+            v["dsn"] = json!(dsn(base.as_deref(), &k.key_preview));
+            v
+        })
+        .collect();
     Ok(ok(json!({ "api_keys": items })))
 }
 
@@ -142,6 +162,7 @@ pub async fn list_keys(
 pub async fn create_key(
     State(state): State<ApiState>,
     caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     caller.require("admin")?;
@@ -215,6 +236,10 @@ pub async fn create_key(
     reload_keys(&state).await;
     tracing::info!(key = %id, "API key created");
     let mut v = key_json(&row);
+    v["dsn"] = json!(dsn(
+        super::public_base_url(&state, &headers).as_deref(),
+        &plaintext
+    ));
     v["key"] = Value::String(plaintext);
     Ok((StatusCode::CREATED, ok(v)))
 }

@@ -1,7 +1,8 @@
 //! Where a Sentry SDK puts its key: the `X-Sentry-Auth` header
 //! (`Sentry sentry_key=<key>, sentry_version=7, …`), the `sentry_key`
 //! query parameter, or the DSN in the envelope header
-//! (`https://<key>@host/<project>`). The key is a Sluice API key.
+//! (`https://<key>@host/<project>`); Sluice's own `X-API-Key` as well.
+//! The key is a Sluice API key.
 
 use http::HeaderMap;
 
@@ -32,6 +33,10 @@ pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Option<String> 
         .and_then(|v| v.to_str().ok())
         .and_then(from_auth_header);
     if let Some(k) = header {
+        return Some(k.to_string());
+    }
+    let native = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if let Some(k) = native.map(str::trim).filter(|k| !k.is_empty()) {
         return Some(k.to_string());
     }
     query?
