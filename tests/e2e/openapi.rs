@@ -5,7 +5,7 @@
 //!
 //! `SLUICE_ST_INCLUDE` (a path regex) narrows the run to some operations
 //! while working on them; `SLUICE_ST_EXAMPLES` sets the examples per
-//! operation (default 10); CI runs the whole document with a fixed seed.
+//! operation (default 25); CI runs the whole document with a fixed seed.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -192,7 +192,7 @@ async fn schemathesis(app: &TestApp, key: &str, filter: &[&str]) {
             )
         })
     );
-    let examples = std::env::var("SLUICE_ST_EXAMPLES").unwrap_or_else(|_| "10".into());
+    let examples = std::env::var("SLUICE_ST_EXAMPLES").unwrap_or_else(|_| "25".into());
     let mut cmd = Command::new(&st);
     cmd.arg("run")
         .arg(app.url("/openapi.json"))
@@ -205,7 +205,9 @@ async fn schemathesis(app: &TestApp, key: &str, filter: &[&str]) {
         ])
         .args(["--max-examples", &examples])
         .args(["--seed", "1"])
-        .args(["--workers", "2"])
+        // One worker: Hypothesis on Python 3.11 can fail inside its own
+        // lambda-describing code when two threads draw at once.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "30"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--suppress-health-check", "all"])

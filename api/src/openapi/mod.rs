@@ -141,6 +141,23 @@ mod tests {
         }
     }
 
+    /// Every route is registered with `routes!`, which takes it from its
+    /// `#[utoipa::path]`: a plain `.route(` would serve a path the document
+    /// does not describe.
+    #[test]
+    fn the_router_registers_only_described_routes() {
+        let lib = include_str!("../lib.rs");
+        let router = lib
+            .split("pub fn router(")
+            .nth(1)
+            .expect("router() in lib.rs");
+        assert!(router.contains(".routes(routes!("));
+        assert!(
+            !router.contains(".route("),
+            "a route registered without its description in api/src/lib.rs"
+        );
+    }
+
     /// utoipa names components by type name alone: two schemas of one
     /// name would silently replace each other in the document.
     #[test]

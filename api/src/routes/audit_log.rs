@@ -13,9 +13,9 @@ use sluice_storage::pg::audit::{self, Entry, Filter};
 
 use crate::auth::Member;
 use crate::error::{ApiError, ApiResult, FieldError};
+use crate::export::{self, csv_field, Download, Format};
 use crate::openapi::backup::admin::{AuditPage, ExportFormat};
 use crate::openapi::backup::{BackupError, MemberRefusals, Unprocessable};
-use crate::export::{self, csv_field, Download, Format};
 use crate::routes::Params;
 use crate::ApiState;
 

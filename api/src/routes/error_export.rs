@@ -14,8 +14,8 @@ use super::errors::list_filter;
 use super::Params;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::openapi::health_monitor as hm;
 use crate::export::{self, csv_field, Download, Format};
+use crate::openapi::health_monitor as hm;
 use crate::ApiState;
 
 /// The CSV columns, named after the error object's fields.

@@ -119,6 +119,7 @@ fn limit(state: &ApiState, which: &str, subject: Uuid) -> ApiResult<()> {
 #[utoipa::path(
     get,
     path = "/api/v1/tracking/dashboard",
+    operation_id = "tracking_dashboard",
     tag = "tracking",
     params(
         TenantHeader,
@@ -180,6 +181,7 @@ pub async fn dashboard(
 #[utoipa::path(
     get,
     path = "/api/v1/tracking/history",
+    operation_id = "tracking_history",
     tag = "tracking",
     params(
         TenantHeader,
@@ -307,6 +309,7 @@ async fn backlog(state: &ApiState) -> Option<(u64, f64)> {
 #[utoipa::path(
     get,
     path = "/api/v1/tracking/health",
+    operation_id = "tracking_health",
     tag = "tracking",
     params(TenantHeader),
     responses(
@@ -433,6 +436,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
 #[utoipa::path(
     get,
     path = "/api/v1/tracking/status",
+    operation_id = "tracking_status",
     tag = "tracking",
     responses(
         (status = 200, body = ApiStatus, description = "The API's status"),
@@ -492,6 +496,7 @@ fn db_json(d: &tracked_databases::TrackedDatabase) -> Value {
 #[utoipa::path(
     post,
     path = "/api/v1/tracking/databases",
+    operation_id = "tracking_attach",
     tag = "tracking",
     params(TenantHeader),
     request_body(content = AttachRequest, content_type = "application/json"),
@@ -538,6 +543,7 @@ pub async fn attach(
 #[utoipa::path(
     get,
     path = "/api/v1/tracking/databases",
+    operation_id = "tracking_list_databases",
     tag = "tracking",
     params(TenantHeader),
     responses(
@@ -564,6 +570,7 @@ pub async fn list_databases(
 #[utoipa::path(
     delete,
     path = "/api/v1/tracking/databases/{id}",
+    operation_id = "tracking_detach",
     tag = "tracking",
     params(TenantHeader, ("id" = String, Path, description = "The tracked database's id (a UUID)")),
     responses(

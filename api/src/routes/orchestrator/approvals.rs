@@ -41,6 +41,7 @@ pub async fn pool(state: &ApiState) -> ApiResult<sqlx::PgPool> {
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/submit-approval",
+    operation_id = "orch_approvals_submit",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     responses(
@@ -98,6 +99,7 @@ pub async fn submit(
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/approve",
+    operation_id = "orch_approvals_approve",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     request_body(content = Option<Decision>, content_type = "application/json"),
@@ -120,6 +122,7 @@ pub async fn approve(
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/reject",
+    operation_id = "orch_approvals_reject",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     request_body(content = Option<Decision>, content_type = "application/json"),

@@ -114,6 +114,7 @@ fn connection(
 #[utoipa::path(
     post,
     path = "/api/v1/databases",
+    operation_id = "orch_databases_register",
     tag = "orchestrator",
     params(TenantHeader),
     request_body(content = RegisterDatabase, content_type = "application/json"),
@@ -237,6 +238,7 @@ pub async fn register(
 #[utoipa::path(
     get,
     path = "/api/v1/databases",
+    operation_id = "orch_databases_list",
     tag = "orchestrator",
     params(TenantHeader),
     responses(
@@ -268,6 +270,7 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: i64) -> ApiResult<Da
 #[utoipa::path(
     get,
     path = "/api/v1/databases/{id}",
+    operation_id = "orch_databases_get_one",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The database's id (`db-<n>`)")),
     responses(

@@ -88,6 +88,7 @@ fn threshold(v: &mut Validator, t: &Map<String, Value>, key: &str) -> Option<f64
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/execute",
+    operation_id = "orch_executions_execute",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     request_body(content = Option<ExecuteRequest>, content_type = "application/json"),
@@ -333,6 +334,7 @@ async fn load(
 #[utoipa::path(
     get,
     path = "/api/v1/migrations/{id}/executions/{execution_id}",
+    operation_id = "orch_executions_get_one",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
     responses(
@@ -355,6 +357,7 @@ pub async fn get_one(
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/executions/{execution_id}/rollback",
+    operation_id = "orch_executions_rollback",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)"), ("execution_id" = String, Path, description = "The execution's id (`exec-<n>`)")),
     request_body(content = RollbackRequest, content_type = "application/json"),

@@ -75,6 +75,7 @@ fn parse_field(field: &str, text: &str) -> Result<Script, ApiError> {
 #[utoipa::path(
     post,
     path = "/api/v1/migrations",
+    operation_id = "orch_migrations_create",
     tag = "orchestrator",
     params(TenantHeader),
     request_body(content = MigrationRequest, content_type = "application/json"),
@@ -195,6 +196,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/api/v1/migrations",
+    operation_id = "orch_migrations_list",
     tag = "orchestrator",
     params(TenantHeader,
         ("status" = Option<MigrationStatus>, Query, description = "Only migrations in this status"),
@@ -276,6 +278,7 @@ pub async fn load(state: &ApiState, tenant: uuid::Uuid, id: &str) -> ApiResult<M
 #[utoipa::path(
     get,
     path = "/api/v1/migrations/{id}",
+    operation_id = "orch_migrations_get_one",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     responses(
@@ -296,6 +299,7 @@ pub async fn get_one(
 #[utoipa::path(
     post,
     path = "/api/v1/migrations/{id}/validate",
+    operation_id = "orch_migrations_validate",
     tag = "orchestrator",
     params(TenantHeader, ("id" = String, Path, description = "The migration's id (`mig-<n>`)")),
     request_body(content = Option<ValidateRequest>, content_type = "application/json"),
