@@ -227,8 +227,10 @@ async fn nul_characters_get_contract_answers_not_store_errors() {
         &json!({"username": format!("{}\u{0}x", user.username), "password": "s3cret-passw0rd"}),
     ))
     .await;
-    assert_eq!(s, 401, "{v}");
-    assert_eq!(v["code"], "AUTH_FAILED", "{v}");
+    // Refused as invalid input before any store is asked (the login shared
+    // with the orchestrator's checks credentials first).
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "VALIDATION_ERROR", "{v}");
 
     let name = format!("nul-{}", &Uuid::new_v4().simple().to_string()[..8]);
     for field in ["email", "full_name"] {

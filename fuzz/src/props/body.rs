@@ -1,4 +1,5 @@
-//! Request bodies as sent: identity, gzip or zstd, read and decompressed
+//! Request bodies as sent: identity, gzip or zstd (deflate and br, which
+//! the Sentry SDKs send, are covered by the ingest crate's unit tests), read and decompressed
 //! within a cap by [`sluice_ingest::body::read`] (with the libdeflate fast
 //! path of ingest/src/gunzip.rs for one-member gzip).
 //!
@@ -24,7 +25,7 @@ const ENCODINGS: [&str; 8] = [
     "x-gzip",
     "zstd",
     " GZip ",
-    "br",
+    "compress",
     "gzip, zstd",
 ];
 const CAPS: [usize; 8] = [0, 1, 7, 64, 512, 4096, 65_536, 1 << 20];
