@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod body;
 pub mod event;
+pub mod sentry;
 pub mod tracking;
 pub mod wire;
 
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("tracking", tracking::check),
     ("body", body::check),
     ("wire", wire::check),
+    ("sentry", sentry::check),
 ];
 
 /// The request facts ingest adds to every event (the same for each input,
