@@ -355,6 +355,10 @@ pub struct ApiKeyView {
     pub last_used: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The Sentry DSN of the key (`http(s)://<key>@<host>/1`): with the
+    /// masked preview in lists, the whole key when it is created; absent
+    /// or `null` when Sluice's public address is unknown.
+    pub dsn: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -365,13 +369,8 @@ pub struct ApiKeys {
 /// A key just created or rotated: `key` is shown this once.
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeySecret {
-    pub id: String,
-    pub name: String,
-    pub key_preview: String,
-    pub permissions: Vec<String>,
-    pub last_used: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(flatten)]
+    pub view: ApiKeyView,
     pub key: String,
     /// Rotation only: seconds the old secret keeps working.
     pub grace_seconds: Option<i64>,
